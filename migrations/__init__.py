@@ -1,0 +1,1 @@
+"""Alembic migrations for syncbridge (run with ``syncbridge migrate``)."""

@@ -1,0 +1,181 @@
+"""Deterministic fault decisions for the mock upstreams.
+
+Whether a call fails depends only on (seed, route, entity, that entity's call count on that
+route), hashed to a number in [0, 1). Several workers calling in any interleaving therefore see
+the same failures for the same entity, which makes a chaos run reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Behaviour(StrEnum):
+    """What a named entity does, regardless of the global fault rate."""
+
+    OK = "ok"
+    FLAKY = "flaky"  # 503 on its first FLAKY_CALLS calls to this server
+    RATE_LIMITED = "rate_limited"  # 429 + Retry-After on its first FLAKY_CALLS calls
+    DOWN = "down"  # 503 on every call
+    SLOW = "slow"  # answers after slow_seconds (longer than any sane client timeout)
+    MISSING = "missing"  # 404
+    INVALID = "invalid"  # reads return a record that fails validation
+    LOST_RESPONSE = "lost_response"  # first write is applied, then answered 502
+
+
+# Two failures, then success: inside any retry budget worth having, yet it exercises the retry.
+FLAKY_CALLS = 2
+
+CRM_DEFAULT_ENTITIES: dict[str, Behaviour] = {
+    "c_flaky": Behaviour.FLAKY,
+    "c_down": Behaviour.DOWN,
+    "c_slow": Behaviour.SLOW,
+    "c_missing": Behaviour.MISSING,
+    "c_invalid": Behaviour.INVALID,
+}
+BILLING_DEFAULT_ENTITIES: dict[str, Behaviour] = {
+    "c_1002": Behaviour.RATE_LIMITED,
+    "c_down": Behaviour.DOWN,
+}
+
+
+@dataclass(frozen=True)
+class FaultSettings:
+    """Fault injection knobs of one server; replaced as a whole when changed at run time."""
+
+    fault_rate: float = 0.0
+    lost_response_rate: float = 0.0
+    max_faults_per_entity: int = 3
+    latency_ms: int = 0
+    seed: int = 0
+    slow_seconds: float = 15.0
+    retry_after_seconds: float = 1.0
+    entities: dict[str, Behaviour] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, object]:
+        data = dataclasses.asdict(self)
+        data["entities"] = {k: str(v) for k, v in sorted(self.entities.items())}
+        return data
+
+
+class Action(StrEnum):
+    PROCEED = "proceed"
+    UNAVAILABLE = "unavailable"  # answer 503 without touching the app
+    RATE_LIMITED = "rate_limited"  # answer 429 + Retry-After without touching the app
+    MISSING = "missing"  # answer 404
+    INVALID = "invalid"  # answer a record that fails validation
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action = Action.PROCEED
+    delay_seconds: float = 0.0
+    # Apply the request and store its real answer, then tell the client 502.
+    lose_response: bool = False
+    retry_after_seconds: float = 0.0
+
+    @property
+    def injected(self) -> str | None:
+        """Name of the injected fault, for the request log line."""
+        if self.action in (Action.UNAVAILABLE, Action.RATE_LIMITED):
+            return str(self.action)
+        return "lost_response" if self.lose_response else None
+
+
+PROCEED = Decision()
+
+
+def fault_draw(seed: int, route: str, entity: str, call: int) -> float:
+    """Map (seed, route, entity, call number) to a float in [0, 1), stable across processes."""
+    # The unit separator cannot appear in a URL path segment, so fields never run together.
+    digest = hashlib.sha256(f"{seed}\x1f{route}\x1f{entity}\x1f{call}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+class FaultInjector:
+    """Counts calls per entity and decides, atomically, which of them fail."""
+
+    def __init__(self, settings: FaultSettings) -> None:
+        self._initial = settings
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._route_calls: Counter[tuple[str, str]] = Counter()
+        self._entity_calls: Counter[str] = Counter()
+        self._injected: Counter[str] = Counter()
+        self._lost_once: set[str] = set()
+
+    @property
+    def settings(self) -> FaultSettings:
+        return self._settings
+
+    def update(self, settings: FaultSettings) -> None:
+        # Counters survive a settings change: a run that raises the fault rate half-way keeps
+        # counting the same calls, so its decisions stay reproducible.
+        with self._lock:
+            self._settings = settings
+
+    def reset(self) -> None:
+        """Back to the settings the server started with, and forget every call."""
+        with self._lock:
+            self._settings = self._initial
+            self._route_calls.clear()
+            self._entity_calls.clear()
+            self._injected.clear()
+            self._lost_once.clear()
+
+    def decide(self, route: str, entity: str, *, effectful: bool = False) -> Decision:
+        """Count this call and decide its fate. `effectful` marks writes (lost responses)."""
+        with self._lock:
+            s = self._settings
+            self._route_calls[(route, entity)] += 1
+            self._entity_calls[entity] += 1
+            call = self._route_calls[(route, entity)]
+            behaviour = s.entities.get(entity, Behaviour.OK)
+            if behaviour is not Behaviour.OK:
+                return self._behave(behaviour, entity, effectful=effectful)
+            return self._draw(route, entity, call, effectful=effectful)
+
+    def _behave(self, behaviour: Behaviour, entity: str, *, effectful: bool) -> Decision:
+        s = self._settings
+        early = self._entity_calls[entity] <= FLAKY_CALLS
+        match behaviour:
+            case Behaviour.FLAKY if early:
+                return Decision(Action.UNAVAILABLE)
+            case Behaviour.RATE_LIMITED if early:
+                return Decision(Action.RATE_LIMITED, retry_after_seconds=s.retry_after_seconds)
+            case Behaviour.DOWN:
+                return Decision(Action.UNAVAILABLE)
+            case Behaviour.SLOW:
+                return Decision(delay_seconds=s.slow_seconds)
+            case Behaviour.MISSING:
+                return Decision(Action.MISSING)
+            case Behaviour.INVALID:
+                return Decision(Action.INVALID)
+            case Behaviour.LOST_RESPONSE if effectful and entity not in self._lost_once:
+                self._lost_once.add(entity)
+                return Decision(lose_response=True)
+        return PROCEED
+
+    def _draw(self, route: str, entity: str, call: int, *, effectful: bool) -> Decision:
+        s = self._settings
+        if self._injected[entity] >= s.max_faults_per_entity:
+            return PROCEED
+        # The global rate injects 503s only; 429s come from rate_limited entities, so a run's
+        # duration does not depend on Retry-After waits nobody asked for.
+        if s.fault_rate > 0 and fault_draw(s.seed, route, entity, call) < s.fault_rate:
+            self._injected[entity] += 1
+            return Decision(Action.UNAVAILABLE)
+        lost_route = f"lost:{route}"
+        if (
+            effectful
+            and s.lost_response_rate > 0
+            and fault_draw(s.seed, lost_route, entity, call) < s.lost_response_rate
+        ):
+            self._injected[entity] += 1
+            return Decision(lose_response=True)
+        return PROCEED

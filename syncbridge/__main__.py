@@ -1,0 +1,3 @@
+from syncbridge.cli.main import main
+
+main()

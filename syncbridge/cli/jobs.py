@@ -1,0 +1,265 @@
+"""Commands about jobs: enqueue, jobs list/show, dlq, replay, retry, cancel, plugins."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import click
+
+from syncbridge.cli.app import App
+from syncbridge.cli.main import cli
+from syncbridge.cli.output import JOB_COLUMNS, emit_json, emit_list, job_row, short_error, table
+from syncbridge.errors import InvalidInput
+from syncbridge.states import JobState
+
+pass_app = click.make_pass_decorator(App)
+JOB_ID = click.IntRange(1, 2**63 - 1)
+json_flag = click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+
+
+def _payload(text: str | None) -> Any:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"--payload is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("--payload must be a JSON object")
+    return value
+
+
+def _run_at(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(f"--run-at is not an ISO 8601 time: {text!r}") from None
+
+
+@cli.command()
+@click.argument("job_type")
+@click.argument("entity_id")
+@click.option("--payload", help="JSON object handed to the handler.")
+@click.option("--idempotency-key", help="Enqueueing the same key twice returns the same job.")
+@click.option("--correlation-id", help="Carried through logs and upstream calls.")
+@click.option("--max-retries", type=click.IntRange(0, 1000))
+@click.option("--run-at", help="ISO 8601 time with offset; not before then.")
+@json_flag
+@pass_app
+def enqueue(
+    app: App,
+    job_type: str,
+    entity_id: str,
+    payload: str | None,
+    idempotency_key: str | None,
+    correlation_id: str | None,
+    max_retries: int | None,
+    run_at: str | None,
+    as_json: bool,
+) -> None:
+    """Enqueue a job; prints its id. An active duplicate returns the existing job."""
+    result = app.services.enqueue(
+        job_type,
+        entity_id,
+        _payload(payload),
+        idempotency_key=idempotency_key,
+        correlation_id=correlation_id,
+        max_retries=max_retries,
+        run_at=_run_at(run_at),
+    )
+    if as_json:
+        emit_json(result.job.to_dict() | {"deduplicated": result.deduplicated})
+        return
+    click.echo(result.job.id)
+    if result.deduplicated:
+        note = " (marked for a follow-up run)" if result.follow_up_marked else ""
+        click.echo(f"deduplicated: job {result.job.id} is {result.job.state}{note}", err=True)
+
+
+@cli.group()
+def jobs() -> None:
+    """Inspect jobs."""
+
+
+@jobs.command("list")
+@click.option("--state", type=click.Choice([str(s) for s in JobState]))
+@click.option("--job-type")
+@click.option("--entity-id")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--cursor", type=click.IntRange(1), help="next_cursor of the previous page.")
+@json_flag
+@pass_app
+def jobs_list(
+    app: App,
+    state: str | None,
+    job_type: str | None,
+    entity_id: str | None,
+    limit: int,
+    cursor: int | None,
+    as_json: bool,
+) -> None:
+    """List jobs, newest first."""
+    found = app.store.list_jobs(
+        state=state, job_type=job_type, entity_id=entity_id, limit=limit + 1, before_id=cursor
+    )
+    page, more = found[:limit], len(found) > limit
+    next_cursor = page[-1].id if more and page else None
+    if as_json:
+        emit_list([job.to_dict() for job in page], next_cursor)
+        return
+    table(JOB_COLUMNS, [job_row(job) for job in page])
+    if next_cursor:
+        click.echo(f"more: --cursor {next_cursor}", err=True)
+
+
+@jobs.command("show")
+@click.argument("job_id", type=JOB_ID)
+@json_flag
+@pass_app
+def jobs_show(app: App, job_id: int, as_json: bool) -> None:
+    """A job with every attempt and its replay lineage."""
+    detail = app.services.job_detail(job_id)
+    if as_json:
+        emit_json(detail)
+        return
+    skip = {"attempts", "lineage", "payload", "last_error"}
+    table(("field", "value"), [(k, v) for k, v in detail.items() if k not in skip])
+    click.echo(f"payload: {json.dumps(detail['payload'])}")
+    if detail["last_error"]:
+        error = detail["last_error"]
+        click.echo(f"last error: {error.get('class')}: {error.get('message')}")
+    lineage = detail["lineage"]
+    click.echo(f"replays: {lineage['replays'] or '-'}  replayed by: {lineage['replayed_by'] or '-'}")
+    table(
+        ("#", "worker", "started", "ms", "outcome", "error", "http"),
+        [
+            (a["number"], a["worker_id"], a["started_at"], a["duration_ms"], a["outcome"],
+             a["error_class"], a["http_status"])
+            for a in detail["attempts"]
+        ],
+        title="attempts",
+    )
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--job-type")
+@json_flag
+@click.pass_context
+def dlq(ctx: click.Context, job_type: str | None, as_json: bool) -> None:
+    """Dead jobs with their final error snapshot (`dlq list`)."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(dlq_list, job_type=job_type, as_json=as_json)
+
+
+@dlq.command("list")
+@click.option("--job-type")
+@json_flag
+@pass_app
+def dlq_list(app: App, job_type: str | None, as_json: bool) -> None:
+    dead = app.store.dlq(job_type)
+    if as_json:
+        emit_list([job.to_dict() for job in dead])
+        return
+    table(
+        ("id", "type", "entity", "attempts", "error", "effect", "finished"),
+        [
+            (j.id, j.job_type, j.entity_id, j.attempt, short_error(j), j.effect_status or "",
+             j.finished_at)
+            for j in dead
+        ],
+    )
+
+
+@cli.command()
+@click.argument("job_id", type=JOB_ID, required=False)
+@click.option("--all", "replay_all", is_flag=True, help="Every dead job matching the filters.")
+@click.option("--job-type")
+@click.option("--error-class")
+@click.option("--limit", type=click.IntRange(1))
+@click.option("--dry-run", is_flag=True, help="Say what would be replayed; change nothing.")
+@json_flag
+@pass_app
+def replay(
+    app: App,
+    job_id: int | None,
+    replay_all: bool,
+    job_type: str | None,
+    error_class: str | None,
+    limit: int | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """New job(s) linked to dead or failed ones; prints the new ids."""
+    if (job_id is None) == (not replay_all):
+        raise click.UsageError("give a JOB_ID or --all (not both)")
+    if job_id is not None:
+        job = app.services.replay(job_id, dry_run=dry_run)
+        if as_json:
+            emit_json({"replayed_job_id": job_id, "new_job_id": None if dry_run else job.id,
+                       "dry_run": dry_run})
+        else:
+            click.echo(f"would replay {job_id}" if dry_run else job.id)
+        return
+    results = app.services.replay_all(job_type, error_class, limit, dry_run=dry_run)
+    if as_json:
+        emit_list([
+            {"replayed_job_id": old.id, "new_job_id": new.id if new else None,
+             "refused": refused, "dry_run": dry_run}
+            for old, new, refused in results
+        ])
+        return
+    for old, new, refused in results:
+        if refused:
+            click.echo(f"{old.id}: refused: {refused}", err=True)
+        elif dry_run:
+            click.echo(f"would replay {old.id}")
+        elif new is not None:
+            click.echo(new.id)
+    if not results:
+        click.echo("nothing to replay", err=True)
+
+
+@cli.command()
+@click.argument("job_id", type=JOB_ID)
+@pass_app
+def retry(app: App, job_id: int) -> None:
+    """A failed job back to pending with a fresh retry budget."""
+    job = app.services.retry(job_id)
+    click.echo(f"job {job.id} is {job.state}")
+
+
+@cli.command()
+@click.argument("job_id", type=JOB_ID)
+@pass_app
+def cancel(app: App, job_id: int) -> None:
+    """Cancel a pending job now, or ask a running one to stop."""
+    job = app.services.cancel(job_id)
+    if job.state == JobState.RUNNING:
+        click.echo(f"job {job.id} is running; asked its handler to stop")
+    else:
+        click.echo(f"job {job.id} is {job.state}")
+
+
+@cli.group()
+def plugins() -> None:
+    """Installed plugins."""
+
+
+@plugins.command("list")
+@json_flag
+@pass_app
+def plugins_list(app: App, as_json: bool) -> None:
+    registry = app.registry
+    rows = [
+        (name, job_type, registry.job_types[job_type].description)
+        for name, types in sorted(registry.plugins.items())
+        for job_type in types
+    ]
+    if as_json:
+        emit_list([{"plugin": p, "job_type": t, "description": d} for p, t, d in rows])
+        return
+    table(("plugin", "job type", "description"), rows)

@@ -1,0 +1,60 @@
+"""``syncbridge`` command line. Exit codes: 0 ok; 1 refused; 2 usage; 3 database not ready."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from syncbridge.cli.app import App
+from syncbridge.config import ConfigError
+from syncbridge.errors import DatabaseNotReady, Refused
+from syncbridge.logs import configure_logging
+from syncbridge.plugins import PluginError
+
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_DATABASE = 3
+
+
+class Group(click.Group):
+    """Turns the engine's refusals into one-line errors with the documented exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Refused as exc:
+            _fail(str(exc), EXIT_REFUSED)
+        except (PluginError, ValueError) as exc:
+            _fail(str(exc), EXIT_REFUSED)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        except DatabaseNotReady as exc:
+            _fail(str(exc), EXIT_DATABASE)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--database-url", envvar=None, help="SQLAlchemy URL (overrides the environment).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
+@click.version_option(package_name="syncbridge")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, config_file: str | None) -> None:
+    """syncbridge: a durable job engine for integration sync work."""
+    ctx.obj = App(config_file=config_file, flags={"database_url": database_url})
+    try:
+        settings = ctx.obj.settings
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    configure_logging(settings.log_format, settings.log_level)
+
+
+def main() -> None:
+    from syncbridge.cli import jobs, worker  # noqa: F401  (commands register themselves)
+
+    cli(prog_name="syncbridge")

@@ -1,0 +1,90 @@
+"""Commands that run things: migrate and worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+
+import click
+from sqlalchemy.exc import DBAPIError
+
+from syncbridge import migrate as migrations
+from syncbridge.cli.app import App
+from syncbridge.cli.main import cli
+from syncbridge.errors import DatabaseNotReady
+from syncbridge.upstream import build_upstreams, close_upstreams
+from syncbridge.worker import Worker
+
+pass_app = click.make_pass_decorator(App)
+
+
+@cli.command()
+@pass_app
+def migrate(app: App) -> None:
+    """Bring the schema to head (Alembic); safe to run twice."""
+    engine = app.raw_store.engine
+    # Alembic configures stdlib logging chattily; keep our stderr to our own lines.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        migrations.upgrade(engine)
+    except DBAPIError as exc:
+        raise DatabaseNotReady(
+            f"database unreachable at {engine.url.render_as_string(hide_password=True)}: "
+            f"{str(exc.orig or exc).strip().splitlines()[0]}"
+        ) from None
+    click.echo(f"schema at head ({migrations.head_revision()})")
+
+
+@cli.command()
+@click.option("--concurrency", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--burst", is_flag=True, help="Exit once nothing is due and nothing is in flight.")
+@click.option("--job-type", "job_types", multiple=True, help="Only these job types (repeatable).")
+@click.option("--worker-id", help="Defaults to host-pid-random.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics.")
+@pass_app
+def worker(
+    app: App,
+    concurrency: int,
+    burst: bool,
+    job_types: tuple[str, ...],
+    worker_id: str | None,
+    metrics_port: int | None,
+) -> None:
+    """Run jobs. SIGTERM/SIGINT: claim nothing more, drain, release the rest, exit 0."""
+    store, registry, settings = app.store, app.registry, app.settings
+    for name in job_types:
+        registry.get(name)
+    upstreams = build_upstreams(settings)
+    runner = Worker(
+        store,
+        registry,
+        settings,
+        concurrency=concurrency,
+        job_types=list(job_types) or None,
+        worker_id=worker_id,
+        burst=burst,
+        upstreams=upstreams,
+    )
+    if metrics_port is not None:
+        from syncbridge.metrics import serve_worker_metrics
+
+        serve_worker_metrics(metrics_port, store)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        runner.request_stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        runner.run()
+    finally:
+        close_upstreams(upstreams)
+    if runner.stuck_threads:
+        # A handler that ignores its stop request cannot be killed from Python; its job was
+        # already recorded (timeout or released), so leave without waiting for the thread.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

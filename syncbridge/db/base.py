@@ -1,0 +1,46 @@
+"""What every part of the store shares: the engine, the clock, and how "now" is written in SQL.
+
+On PostgreSQL with the system clock, "now" is the database's ``now()``: every worker host then
+agrees on lease time whatever its own clock says. Anywhere else (SQLite, or an injected test
+clock) "now" is a bound parameter from the clock, so tests control time exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, func
+from sqlalchemy.sql.elements import ColumnElement
+
+from syncbridge.clock import Clock, SystemClock
+from syncbridge.db.types import UTCDateTime
+
+
+class StoreBase:
+    def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.clock: Clock = clock or SystemClock()
+        self.dialect = engine.dialect.name
+        self.uses_database_clock = self.dialect == "postgresql" and isinstance(
+            self.clock, SystemClock
+        )
+
+    def now_sql(self, offset_seconds: float = 0.0) -> ColumnElement[Any]:
+        """SQL for "now" (plus an offset), from the one clock this store uses."""
+        if self.uses_database_clock:
+            now: ColumnElement[Any] = func.now(type_=UTCDateTime())
+            if offset_seconds:
+                return now + bindparam(None, timedelta(seconds=offset_seconds))
+            return now
+        return bindparam(
+            None, self.clock.now() + timedelta(seconds=offset_seconds), type_=UTCDateTime()
+        )
+
+
+def params_hash(job_type: str, entity_id: str, payload: Any) -> str:
+    """What an idempotency key promises: the same type, entity and payload."""
+    canonical = json.dumps([job_type, entity_id, payload], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

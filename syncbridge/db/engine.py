@@ -1,0 +1,93 @@
+"""Engine creation: WAL, busy timeout and explicit ``BEGIN IMMEDIATE`` on SQLite; psycopg 3 on
+PostgreSQL. Also the readiness check every command runs before touching jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.pool import StaticPool
+
+from syncbridge.errors import DatabaseNotReady
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` mean psycopg 3 here, not psycopg2."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise DatabaseNotReady(f"invalid database URL {url!r}: {exc}") from None
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(url, parsed.database in (None, "", ":memory:"), **kwargs)
+        if parsed.get_backend_name() == "postgresql":
+            kwargs.setdefault("pool_pre_ping", True)
+            kwargs.setdefault("pool_size", 5)
+            return create_engine(url, **kwargs)
+    except NoSuchModuleError as exc:
+        raise DatabaseNotReady(f"unsupported database URL {url!r}: {exc}") from None
+    raise DatabaseNotReady(f"unsupported database {parsed.get_backend_name()!r} in {url!r}")
+
+
+def _sqlite_engine(url: str, in_memory: bool, **kwargs: Any) -> Engine:
+    if in_memory:
+        kwargs.setdefault("poolclass", StaticPool)
+    connect_args = kwargs.pop("connect_args", {})
+    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+    connect_args.setdefault("check_same_thread", False)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+    # pysqlite's own transaction handling would defer BEGIN until the first write and so defeat
+    # BEGIN IMMEDIATE; switch it off and emit BEGIN ourselves (SQLAlchemy SQLite dialect docs).
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # Every transaction takes the write lock up front: two workers can then never both
+        # read the same runnable row and claim it, and no transaction has to upgrade a read lock.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def check_ready(engine: Engine) -> None:
+    """Raise :class:`DatabaseNotReady` unless the database answers and its schema is at head."""
+    from syncbridge.migrate import current_revision, head_revision
+
+    try:
+        with engine.connect() as connection:
+            tables = set(inspect(connection).get_table_names())
+            revision = current_revision(connection)
+    except DBAPIError as exc:
+        raise DatabaseNotReady(
+            f"database unreachable at {engine.url.render_as_string(hide_password=True)}: "
+            f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
+        ) from None
+    if "jobs" not in tables or revision is None:
+        raise DatabaseNotReady("database schema is not migrated: run `syncbridge migrate`")
+    if revision != head_revision():
+        raise DatabaseNotReady(
+            f"database schema is at revision {revision}, not head {head_revision()}: "
+            "run `syncbridge migrate`"
+        )

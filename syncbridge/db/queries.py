@@ -1,0 +1,118 @@
+"""Read-only queries: what the CLI, the API and the checks show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from syncbridge.db.operator import OperatorStore
+from syncbridge.db.schema import attempts, jobs, ledger, workers
+from syncbridge.errors import UnknownJob
+from syncbridge.models import Attempt, Job
+from syncbridge.states import JobState
+
+
+class Store(OperatorStore):
+    """The one store interface: lifecycle, operator actions and reads."""
+
+    def get_job(self, job_id: int) -> Job:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
+        if row is None:
+            raise UnknownJob(f"no job with id {job_id}")
+        return Job.from_row(row)
+
+    def list_jobs(
+        self,
+        *,
+        state: str | None = None,
+        job_type: str | None = None,
+        entity_id: str | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[Job]:
+        """Newest first; ``before_id`` is the cursor of the next page."""
+        query = select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        if state:
+            query = query.where(jobs.c.state == state)
+        if job_type:
+            query = query.where(jobs.c.job_type == job_type)
+        if entity_id is not None:
+            query = query.where(jobs.c.entity_id == entity_id)
+        if before_id is not None:
+            query = query.where(jobs.c.id < before_id)
+        with self.engine.connect() as conn:
+            return [Job.from_row(row) for row in conn.execute(query).all()]
+
+    def attempts_of(self, job_id: int) -> list[Attempt]:
+        query = select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)
+        with self.engine.connect() as conn:
+            return [Attempt.from_row(row) for row in conn.execute(query).all()]
+
+    def lineage_of(self, job: Job) -> dict[str, list[int]]:
+        """The jobs this one replays (oldest first) and the jobs that replay it."""
+        ancestors: list[int] = []
+        with self.engine.connect() as conn:
+            parent = job.replay_of_job_id
+            while parent is not None and parent not in ancestors:
+                ancestors.insert(0, parent)
+                parent = conn.execute(
+                    select(jobs.c.replay_of_job_id).where(jobs.c.id == parent)
+                ).scalar_one_or_none()
+            replayed_by = list(
+                conn.execute(
+                    select(jobs.c.id).where(jobs.c.replay_of_job_id == job.id).order_by(jobs.c.id)
+                ).scalars()
+            )
+        return {"replays": ancestors, "replayed_by": replayed_by}
+
+    def dlq(self, job_type: str | None = None, limit: int = 200) -> list[Job]:
+        query = select(jobs).where(jobs.c.state == JobState.DEAD).order_by(jobs.c.id.desc())
+        if job_type:
+            query = query.where(jobs.c.job_type == job_type)
+        with self.engine.connect() as conn:
+            return [Job.from_row(row) for row in conn.execute(query.limit(limit)).all()]
+
+    def counts_by_state(self) -> dict[str, int]:
+        query = select(jobs.c.state, func.count()).group_by(jobs.c.state)
+        with self.engine.connect() as conn:
+            counts = {str(state): 0 for state in JobState}
+            counts.update({row[0]: int(row[1]) for row in conn.execute(query).all()})
+        return counts
+
+    def ledger_rows(self, lineage_id: int | None = None) -> list[dict[str, Any]]:
+        query = select(ledger).order_by(ledger.c.id)
+        if lineage_id is not None:
+            query = query.where(ledger.c.lineage_id == lineage_id)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query).all()]
+
+    def live_workers(self) -> list[dict[str, Any]]:
+        query = select(workers).where(workers.c.stopped_at.is_(None)).order_by(workers.c.id)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query).all()]
+
+    def has_runnable(self, job_types: list[str]) -> bool:
+        """Is any job of these types due now (or running with an expired lease)?"""
+        now = self.now_sql()
+        query = select(jobs.c.id).where(
+            jobs.c.job_type.in_(job_types),
+            or_(
+                (jobs.c.state == JobState.PENDING) & (jobs.c.next_run_at <= now),
+                (jobs.c.state == JobState.RUNNING) & (jobs.c.lease_expires_at < now),
+            ),
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query.limit(1)).first() is not None
+
+    def isolated_due(self, job_types: list[str]) -> bool:
+        """Is a job that must run alone (it lost a lease before) due now?"""
+        query = select(jobs.c.id).where(
+            jobs.c.state == JobState.PENDING,
+            jobs.c.isolate.is_(True),
+            jobs.c.next_run_at <= self.now_sql(),
+            jobs.c.job_type.in_(job_types),
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query.limit(1)).first() is not None

@@ -1,0 +1,134 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations must match these (a test checks)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from syncbridge.db.types import UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY is the rowid alias).
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+ACTIVE = "state IN ('pending', 'running')"
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_type", String(100), nullable=False),
+    Column("entity_id", String(255), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    # Attempt number when the retry budget last reset (manual retry, shutdown release).
+    Column("budget_start", Integer, nullable=False, server_default=text("0")),
+    Column("max_retries", Integer, nullable=False),
+    Column("timeout_seconds", Integer, nullable=True),
+    Column("next_run_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(200), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("false")),
+    # Set after a lost lease: the job next runs alone so a poison job cannot take others down.
+    Column("isolate", Boolean, nullable=False, server_default=text("false")),
+    Column("follow_up", Boolean, nullable=False, server_default=text("false")),
+    Column("follow_up_payload", JSON, nullable=True),
+    Column("correlation_id", String(200), nullable=False),
+    Column("idempotency_key", String(255), nullable=True, unique=True),
+    Column("params_hash", String(64), nullable=False),
+    Column("lineage_id", Id, nullable=True),
+    Column("replay_of_job_id", Id, ForeignKey("jobs.id"), nullable=True),
+    Column("replay_of_attempt_id", Id, nullable=True),
+    Column("last_error", JSON, nullable=True),
+    Column("effect_status", String(16), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Index(
+        "uq_jobs_active_entity",
+        "job_type",
+        "entity_id",
+        unique=True,
+        sqlite_where=text(ACTIVE),
+        postgresql_where=text(ACTIVE),
+    ),
+    Index(
+        "ix_jobs_runnable",
+        "next_run_at",
+        "id",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
+    Index(
+        "ix_jobs_leases",
+        "lease_expires_at",
+        sqlite_where=text("state = 'running'"),
+        postgresql_where=text("state = 'running'"),
+    ),
+    Index("ix_jobs_state_type", "state", "job_type"),
+    Index("ix_jobs_entity", "entity_id"),
+    Index("ix_jobs_lineage", "lineage_id"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("job_id", Id, ForeignKey("jobs.id"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("worker_id", String(200), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("error_class", String(200), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("retryable", Boolean, nullable=True),
+    Column("http_status", Integer, nullable=True),
+    UniqueConstraint("job_id", "number", name="uq_attempts_job_number"),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("effect_key", String(255), nullable=False, unique=True),
+    Column("job_id", Id, ForeignKey("jobs.id"), nullable=False, unique=True),
+    Column("lineage_id", Id, nullable=False),
+    Column("upstream", String(100), nullable=False),
+    Column("upstream_ref", String(255), nullable=True),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("job_types", JSON, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_heartbeat", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime, nullable=True),
+)

@@ -1,0 +1,110 @@
+"""The handler contract: what a job type's handler receives and what it returns.
+
+A handler is a plain function ``handler(ctx: JobContext) -> Success | None``. It runs on a worker
+thread with the job's log context bound. It may:
+
+- return ``None`` or ``Success()``: the job succeeds;
+- return ``Success(effect=AppliedEffect(...))``: the job succeeds and the engine writes the
+  ledger row for that effect in the same transaction as the success (handlers never write to our
+  database, so fencing also fences the ledger);
+- raise a :mod:`syncbridge.errors` error: retryable ones back off and retry, terminal ones fail
+  the job at once; any other exception is retryable, recorded under its class name.
+
+``ctx.cancel_requested`` turns true when an operator cancels the job, when the worker lost the
+job's lease, or when the attempt passed its timeout; a long handler should check it between
+upstream calls and stop (raising or returning; the engine records the right outcome either way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from syncbridge.upstream import UpstreamClient
+
+
+@dataclass(frozen=True)
+class AppliedEffect:
+    """An effect the handler applied upstream (or found already applied)."""
+
+    effect_key: str
+    upstream: str
+    upstream_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class Success:
+    effect: AppliedEffect | None = None
+
+
+HandlerResult = Success | None
+
+
+def effect_key(lineage_id: int, effect_name: str, body: Any) -> str:
+    """``Idempotency-Key`` for an effect: the same for every attempt, lease recovery and replay of
+    one lineage that sends the same request; different when the request body differs."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(f"{lineage_id}\x1f{effect_name}\x1f{canonical}".encode()).hexdigest()
+    return f"sb-{lineage_id}-{digest[:32]}"
+
+
+@dataclass
+class JobContext:
+    job_id: int
+    job_type: str
+    entity_id: str
+    payload: Mapping[str, Any]
+    attempt: int
+    correlation_id: str
+    lineage_id: int
+    worker_id: str
+    deadline: datetime
+    log: Any
+    upstreams: Mapping[str, UpstreamClient] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    stop_reason: str | None = None
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def request_stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self.stop_reason = reason
+            self._stop.set()
+
+    def wait_for_stop(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, waking early when a stop is requested."""
+        return self._stop.wait(timeout)
+
+    def effect_key(self, effect_name: str, body: Any) -> str:
+        return effect_key(self.lineage_id, effect_name, body)
+
+    def upstream(self, name: str) -> UpstreamClient:
+        """The injected client for upstream ``name``, carrying this job's correlation id."""
+        try:
+            client = self.upstreams[name]
+        except KeyError:
+            raise LookupError(f"no upstream named {name!r} is configured") from None
+        return client.bind(correlation_id=self.correlation_id)
+
+
+Handler = Callable[[JobContext], HandlerResult]
+
+
+@dataclass(frozen=True)
+class JobType:
+    """A job type registered by a plugin."""
+
+    name: str
+    handler: Handler
+    description: str = ""
+    timeout_seconds: float | None = None
+    max_retries: int | None = None
+    plugin: str = field(default="", compare=False)

@@ -1,0 +1,172 @@
+"""Typed rows and the values passed between the worker and the store."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from syncbridge.jobtypes import AppliedEffect
+from syncbridge.states import AttemptOutcome, JobState
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    job_type: str
+    entity_id: str
+    payload: dict[str, Any]
+    state: JobState
+    attempt: int
+    budget_start: int
+    max_retries: int
+    timeout_seconds: int | None
+    next_run_at: datetime
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    cancel_requested: bool
+    isolate: bool
+    follow_up: bool
+    follow_up_payload: dict[str, Any] | None
+    correlation_id: str
+    idempotency_key: str | None
+    params_hash: str
+    lineage_id: int | None
+    replay_of_job_id: int | None
+    replay_of_attempt_id: int | None
+    last_error: dict[str, Any] | None
+    effect_status: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        values = {f.name: row._mapping[f.name] for f in fields(cls)}
+        values["state"] = JobState(values["state"])
+        return cls(**values)
+
+    @property
+    def charged_attempts(self) -> int:
+        """Attempts that count against the retry budget (released ones do not)."""
+        return self.attempt - self.budget_start
+
+    @property
+    def effective_lineage_id(self) -> int:
+        return self.lineage_id if self.lineage_id is not None else self.id
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state"] = str(self.state)
+        data["lineage_id"] = self.effective_lineage_id
+        return {key: _jsonable(value) for key, value in data.items()}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    id: int
+    job_id: int
+    number: int
+    worker_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str
+    error_class: str | None
+    error_message: str | None
+    retryable: bool | None
+    http_status: int | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Attempt:
+        return cls(**{f.name: row._mapping[f.name] for f in fields(cls)})
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds() * 1000, 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {key: _jsonable(value) for key, value in asdict(self).items()}
+        data["duration_ms"] = self.duration_ms
+        return data
+
+
+@dataclass(frozen=True)
+class ErrorSnapshot:
+    error_class: str
+    message: str
+    retryable: bool
+    http_status: int | None = None
+    retry_after: float | None = None
+    traceback_tail: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "class": self.error_class,
+            "message": self.message,
+            "retryable": self.retryable,
+            "http_status": self.http_status,
+            "traceback_tail": self.traceback_tail,
+        }
+
+
+@dataclass(frozen=True)
+class EnqueueRequest:
+    job_type: str
+    entity_id: str
+    payload: dict[str, Any]
+    max_retries: int
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+    run_at: datetime | None = None
+    timeout_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    job: Job
+    deduplicated: bool
+    follow_up_marked: bool = False
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a worker reports about one attempt it ran (or gave up on)."""
+
+    job_id: int
+    attempt: int
+    worker_id: str
+    outcome: AttemptOutcome
+    error: ErrorSnapshot | None = None
+    effect: AppliedEffect | None = None
+
+
+@dataclass(frozen=True)
+class CompletionResult:
+    job_id: int
+    attempt: int
+    applied: bool  # False: the lease was lost; nothing was written
+    state: JobState | None = None
+    follow_up_job_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RenewResult:
+    renewed: frozenset[int]
+    lost: frozenset[int]
+    cancel_requested: frozenset[int]
+
+
+@dataclass(frozen=True)
+class RescuedJob:
+    job_id: int
+    attempt: int
+    previous_owner: str | None
+    state: JobState
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value

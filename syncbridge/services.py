@@ -1,0 +1,118 @@
+"""Operations shared by the CLI and the HTTP API: one implementation of each, with the input
+validation that keeps bad requests out of the database."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from syncbridge.config import Settings
+from syncbridge.db.queries import Store
+from syncbridge.errors import IllegalTransition, InvalidInput
+from syncbridge.models import EnqueueRequest, EnqueueResult, Job
+from syncbridge.plugins import Registry
+
+ENTITY_ID_MAX = 255
+KEY_MAX = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def validate_text(name: str, value: str, limit: int) -> str:
+    if not value:
+        raise InvalidInput(f"{name} must not be empty")
+    if len(value) > limit:
+        raise InvalidInput(f"{name} is {len(value)} characters long; the limit is {limit}")
+    if _CONTROL.search(value):
+        raise InvalidInput(f"{name} must not contain control characters")
+    return value
+
+
+@dataclass(frozen=True)
+class Services:
+    store: Store
+    registry: Registry
+    settings: Settings
+
+    def enqueue(
+        self,
+        job_type: str,
+        entity_id: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        max_retries: int | None = None,
+        run_at: datetime | None = None,
+    ) -> EnqueueResult:
+        kind = self.registry.get(job_type)
+        validate_text("entity id", entity_id, ENTITY_ID_MAX)
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            raise InvalidInput("payload must be a JSON object")
+        if idempotency_key is not None:
+            validate_text("idempotency key", idempotency_key, KEY_MAX)
+        if correlation_id is not None:
+            validate_text("correlation id", correlation_id, 200)
+        if max_retries is None:
+            max_retries = kind.max_retries
+        if max_retries is None:
+            max_retries = self.settings.job_max_retries_default
+        if not 0 <= max_retries <= 1000:
+            raise InvalidInput("max retries must be between 0 and 1000")
+        if run_at is not None and run_at.tzinfo is None:
+            raise InvalidInput("run-at needs a time zone offset (for example 2030-01-01T00:00Z)")
+        return self.store.enqueue(
+            EnqueueRequest(
+                job_type=job_type,
+                entity_id=entity_id,
+                payload=payload,
+                max_retries=max_retries,
+                idempotency_key=idempotency_key,
+                correlation_id=correlation_id,
+                run_at=run_at,
+            )
+        )
+
+    def job_detail(self, job_id: int) -> dict[str, Any]:
+        job = self.store.get_job(job_id)
+        detail = job.to_dict()
+        detail["attempts"] = [attempt.to_dict() for attempt in self.store.attempts_of(job_id)]
+        detail["lineage"] = self.store.lineage_of(job)
+        return detail
+
+    def cancel(self, job_id: int) -> Job:
+        return self.store.cancel(job_id)
+
+    def retry(self, job_id: int) -> Job:
+        return self.store.retry(job_id)
+
+    def replay(self, job_id: int, dry_run: bool = False) -> Job:
+        """The new job, or (dry run) the job that would be replayed; refusals raise."""
+        if dry_run:
+            plan = self.store.plan_replay(job_id)
+            if plan.refused:
+                raise IllegalTransition(plan.refused)
+            return plan.job
+        return self.store.replay(job_id)
+
+    def replay_all(
+        self,
+        job_type: str | None = None,
+        error_class: str | None = None,
+        limit: int | None = None,
+        dry_run: bool = False,
+    ) -> list[tuple[Job, Job | None, str | None]]:
+        """(dead job, new job or None, refusal or None) for each matching dead job."""
+        outcomes: list[tuple[Job, Job | None, str | None]] = []
+        for job in self.store.replay_candidates(job_type, error_class, limit):
+            if dry_run:
+                outcomes.append((job, None, self.store.plan_replay(job.id).refused))
+                continue
+            try:
+                outcomes.append((job, self.store.replay(job.id), None))
+            except IllegalTransition as exc:
+                outcomes.append((job, None, str(exc)))
+        return outcomes

@@ -1,0 +1,56 @@
+"""Job states and the legal moves between them (CONTRACT.md)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATES: frozenset[JobState] = frozenset({JobState.PENDING, JobState.RUNNING})
+TERMINAL_STATES: frozenset[JobState] = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED}
+)
+
+LEGAL_MOVES: frozenset[tuple[JobState, JobState]] = frozenset(
+    {
+        (JobState.PENDING, JobState.RUNNING),
+        (JobState.PENDING, JobState.CANCELLED),
+        (JobState.RUNNING, JobState.SUCCEEDED),
+        (JobState.RUNNING, JobState.PENDING),
+        (JobState.RUNNING, JobState.FAILED),
+        (JobState.RUNNING, JobState.DEAD),
+        (JobState.RUNNING, JobState.CANCELLED),
+        (JobState.FAILED, JobState.PENDING),
+    }
+)
+
+
+def is_legal(source: JobState, target: JobState) -> bool:
+    return (source, target) in LEGAL_MOVES
+
+
+class AttemptOutcome(StrEnum):
+    """How one attempt ended. ``error`` is retryable, ``failed`` terminal."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    ERROR = "error"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    LEASE_EXPIRED = "lease_expired"
+    RELEASED = "released"
+    CANCELLED = "cancelled"
+
+
+# Attempts that end without knowing whether an upstream effect happened.
+UNKNOWN_OUTCOMES: frozenset[AttemptOutcome] = frozenset(
+    {AttemptOutcome.LEASE_EXPIRED, AttemptOutcome.TIMEOUT, AttemptOutcome.CANCELLED}
+)

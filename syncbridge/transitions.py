@@ -1,0 +1,59 @@
+"""The state machine in one place: given a running job and how its attempt ended, what happens.
+
+Read it as a table:
+
+=====================  ==================  =========================================
+attempt outcome        condition           job becomes
+=====================  ==================  =========================================
+succeeded              -                   succeeded (+ one fresh job if follow_up)
+failed (terminal)      cancel requested    cancelled
+failed (terminal)      -                   failed
+error / timeout        cancel requested    cancelled
+error / timeout        budget spent        dead
+error / timeout        -                   pending after backoff
+cancelled              -                   cancelled
+released (shutdown)    -                   pending now, attempt not charged
+lease_expired          cancel requested    cancelled
+lease_expired          budget spent        dead
+lease_expired          -                   pending after backoff, runs isolated next
+=====================  ==================  =========================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from syncbridge.models import Job
+from syncbridge.retry import RetryPolicy
+from syncbridge.states import AttemptOutcome, JobState
+
+
+@dataclass(frozen=True)
+class Transition:
+    state: JobState
+    delay_seconds: float = 0.0
+    charge: bool = True
+    isolate: bool = False
+    enqueue_follow_up: bool = False
+
+
+def decide(
+    job: Job, outcome: AttemptOutcome, policy: RetryPolicy, retry_after: float | None = None
+) -> Transition:
+    if outcome is AttemptOutcome.SUCCEEDED:
+        return Transition(JobState.SUCCEEDED, enqueue_follow_up=job.follow_up)
+    if outcome is AttemptOutcome.RELEASED:
+        return Transition(JobState.PENDING, charge=False, isolate=job.isolate)
+    if outcome is AttemptOutcome.CANCELLED or job.cancel_requested:
+        return Transition(JobState.CANCELLED)
+    if outcome is AttemptOutcome.FAILED:
+        return Transition(JobState.FAILED)
+    if outcome in (AttemptOutcome.ERROR, AttemptOutcome.TIMEOUT, AttemptOutcome.LEASE_EXPIRED):
+        if job.charged_attempts >= job.max_retries + 1:
+            return Transition(JobState.DEAD)
+        return Transition(
+            JobState.PENDING,
+            delay_seconds=policy.delay(job.charged_attempts, retry_after),
+            isolate=outcome is AttemptOutcome.LEASE_EXPIRED,
+        )
+    raise ValueError(f"an attempt cannot end as {outcome!r}")

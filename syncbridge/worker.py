@@ -1,0 +1,353 @@
+"""The worker: claims due jobs, runs their handlers on a thread pool, renews its leases,
+rescues expired ones, and records every outcome through fenced writes.
+
+All database traffic happens on the loop thread, batched (one claim, one renewal, one
+completion flush per tick); handlers run on ``concurrency`` pool threads and never touch the
+database. A database outage pauses claiming and keeps finished outcomes in memory until the
+database answers again; fencing makes the late writes safe.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+
+from syncbridge.config import Settings
+from syncbridge.db.queries import Store
+from syncbridge.executor import AttemptReport, run_attempt
+from syncbridge.jobtypes import JobContext, JobType
+from syncbridge.logs import get_logger
+from syncbridge.models import Completion, ErrorSnapshot, Job
+from syncbridge.plugins import Registry
+from syncbridge.states import AttemptOutcome
+
+T = TypeVar("T")
+
+
+@dataclass
+class InFlight:
+    job: Job
+    ctx: JobContext
+    future: Future[AttemptReport]
+    started: float
+    deadline: float
+    timed_out: bool = False
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    completed: int = 0
+    leases_lost: int = 0
+    rescued: int = 0
+    released: int = 0
+    timeouts: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        settings: Settings,
+        *,
+        concurrency: int = 10,
+        job_types: list[str] | None = None,
+        worker_id: str | None = None,
+        burst: bool = False,
+        upstreams: Mapping[str, Any] | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.store = store
+        self.settings = settings
+        self.concurrency = concurrency
+        self.burst = burst
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        names = job_types or sorted(registry.job_types)
+        self.job_types: dict[str, JobType] = {name: registry.get(name) for name in names}
+        self.upstreams = upstreams or {}
+        self.on_event = on_event
+        self.stats = WorkerStats()
+        self.log = get_logger(worker_id=self.worker_id)
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="syncbridge-handler")
+        self._in_flight: dict[int, InFlight] = {}
+        self._zombies: list[InFlight] = []  # timed out, thread still running
+        self._pending: list[Completion] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._db_down_since: float | None = None
+        self._isolated_waiting = False
+        lease = settings.job_lease_seconds
+        self._renew_every = lease / 3
+        self._next_renew = 0.0
+        self._next_rescue = 0.0
+
+    # -- public --------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Claim nothing more; finish in-flight jobs within the grace period (signal-safe)."""
+        self._stop.set()
+        self._wake.set()
+
+    @property
+    def stuck_threads(self) -> int:
+        return sum(1 for zombie in self._zombies if not zombie.future.done())
+
+    def run(self) -> None:
+        self._db(
+            lambda: self.store.register_worker(
+                self.worker_id, socket.gethostname(), os.getpid(), sorted(self.job_types)
+            )
+        )
+        self._emit("worker_started", concurrency=self.concurrency, job_types=sorted(self.job_types))
+        grace_deadline: float | None = None
+        try:
+            while True:
+                self.tick()
+                if self._stop.is_set():
+                    if grace_deadline is None:
+                        grace_deadline = time.monotonic() + self.settings.shutdown_grace_seconds
+                        self._emit("worker_stopping", in_flight=len(self._in_flight))
+                    if not self._in_flight and not self._pending:
+                        break
+                    if time.monotonic() >= grace_deadline:
+                        break
+                elif self.burst and self._burst_done():
+                    break
+                self._wake.wait(self.settings.poll_interval_seconds)
+                self._wake.clear()
+        finally:
+            self._shutdown()
+
+    def tick(self) -> None:
+        """One round: collect outcomes, enforce timeouts, flush, renew, rescue, claim."""
+        self._collect()
+        self._enforce_timeouts()
+        self._flush()
+        now = time.monotonic()
+        if now >= self._next_renew:
+            self._renew()
+            self._next_renew = now + self._renew_every
+        if now >= self._next_rescue:
+            self._rescue()
+            self._next_rescue = now + self.settings.rescue_interval_seconds
+        if not self._stop.is_set():
+            self._claim()
+
+    # -- the steps -----------------------------------------------------------------------------
+
+    def _claim(self) -> None:
+        free = self.concurrency - len(self._in_flight) - self.stuck_threads
+        if free <= 0 or self._db_down_since is not None:
+            return
+        if any(item.job.isolate for item in self._in_flight.values()):
+            return  # an isolated job runs alone
+        types = sorted(self.job_types)
+        lease = self.settings.job_lease_seconds
+        claimed: list[Job] | None = []
+        if not self._in_flight:
+            claimed = self._db(lambda: self.store.claim(self.worker_id, types, 1, lease, True))
+            self._isolated_waiting = False
+        if not claimed and not self._isolated_waiting:
+            claimed = self._db(lambda: self.store.claim(self.worker_id, types, free, lease))
+        for job in claimed or []:
+            self._start(job)
+
+    def _start(self, job: Job) -> None:
+        job_type = self.job_types[job.job_type]
+        timeout = (
+            job.timeout_seconds or job_type.timeout_seconds or (self.settings.job_timeout_seconds)
+        )
+        started = time.monotonic()
+        ctx = JobContext(
+            job_id=job.id,
+            job_type=job.job_type,
+            entity_id=job.entity_id,
+            payload=job.payload,
+            attempt=job.attempt,
+            correlation_id=job.correlation_id,
+            lineage_id=job.effective_lineage_id,
+            worker_id=self.worker_id,
+            deadline=job.updated_at + timedelta(seconds=timeout),
+            log=get_logger(),
+            upstreams=self.upstreams,
+        )
+        future = self._pool.submit(run_attempt, job_type, ctx)
+        self._in_flight[job.id] = InFlight(job, ctx, future, started, started + timeout)
+        future.add_done_callback(lambda _f: self._wake.set())
+        self.stats.claimed += 1
+        self._emit("attempt_started", **self._job_fields(job))
+
+    def _collect(self) -> None:
+        for job_id, item in list(self._in_flight.items()):
+            if not item.future.done():
+                continue
+            del self._in_flight[job_id]
+            report = item.future.result()
+            self._finish(item, report.outcome, report.error, report.effect)
+        self._zombies = [zombie for zombie in self._zombies if not zombie.future.done()]
+
+    def _enforce_timeouts(self) -> None:
+        now = time.monotonic()
+        for job_id, item in list(self._in_flight.items()):
+            if now < item.deadline:
+                continue
+            # The thread cannot be killed: ask it to stop, stop renewing its lease, and record
+            # the attempt as timed out. Its late result is fenced out.
+            del self._in_flight[job_id]
+            item.ctx.request_stop("timeout")
+            item.timed_out = True
+            self._zombies.append(item)
+            self.stats.timeouts += 1
+            error = ErrorSnapshot(
+                error_class="AttemptTimeout",
+                message=f"attempt ran longer than {item.deadline - item.started:.3g}s",
+                retryable=True,
+            )
+            self._finish(item, AttemptOutcome.TIMEOUT, error, None)
+
+    def _finish(
+        self, item: InFlight, outcome: AttemptOutcome, error: ErrorSnapshot | None, effect: Any
+    ) -> None:
+        job = item.job
+        self._pending.append(
+            Completion(job.id, job.attempt, self.worker_id, outcome, error=error, effect=effect)
+        )
+        self._emit(
+            "attempt_finished",
+            **self._job_fields(job),
+            outcome=str(outcome),
+            duration_ms=round((time.monotonic() - item.started) * 1000, 3),
+            error_class=error.error_class if error else None,
+            error_message=error.message if error else None,
+        )
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        results = self._db(lambda: self.store.complete(batch))
+        if results is None:
+            self._pending = batch + self._pending  # keep them until the database answers
+            return
+        for result in results:
+            self.stats.completed += 1
+            if not result.applied:
+                self.stats.leases_lost += 1
+                self._emit(
+                    "lease_lost", job_id=result.job_id, attempt=result.attempt, level="warning"
+                )
+            else:
+                state = str(result.state)
+                self.stats.outcomes[state] = self.stats.outcomes.get(state, 0) + 1
+                self._emit(
+                    "job_state",
+                    job_id=result.job_id,
+                    attempt=result.attempt,
+                    state=state,
+                    follow_up_job_id=result.follow_up_job_id,
+                    level="debug",
+                )
+
+    def _renew(self) -> None:
+        held = [(item.job.id, item.job.attempt) for item in self._in_flight.values()]
+        lease = self.settings.job_lease_seconds
+        result = self._db(lambda: self.store.renew(self.worker_id, held, lease))
+        if result is None:
+            return
+        for job_id in result.lost:
+            item = self._in_flight.get(job_id)
+            if item is not None:
+                item.ctx.request_stop("lease lost")
+        for job_id in result.cancel_requested:
+            item = self._in_flight.get(job_id)
+            if item is not None:
+                item.ctx.request_stop("cancel requested")
+
+    def _rescue(self) -> None:
+        rescued = self._db(self.store.rescue)
+        if rescued:
+            self.stats.rescued += len(rescued)
+            self._emit(
+                "jobs_recovered",
+                count=len(rescued),
+                jobs=[(r.job_id, str(r.state)) for r in rescued[:20]],
+            )
+        if self._in_flight:
+            waiting = self._db(lambda: self.store.isolated_due(sorted(self.job_types)))
+            self._isolated_waiting = bool(waiting)
+
+    def _burst_done(self) -> bool:
+        if self._in_flight or self._pending:
+            return False
+        runnable = self._db(lambda: self.store.has_runnable(sorted(self.job_types)))
+        return runnable is False
+
+    def _shutdown(self) -> None:
+        self._collect()
+        self._flush()
+        held = [(item.job.id, item.job.attempt) for item in self._in_flight.values()]
+        if held:
+            for item in self._in_flight.values():
+                item.ctx.request_stop("worker shutting down")
+            released = self._db(lambda: self.store.release(self.worker_id, held))
+            self.stats.released += len(released or [])
+            self._emit("jobs_released", count=len(held))
+        self._db(lambda: self.store.stop_worker(self.worker_id))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._emit(
+            "worker_stopped",
+            claimed=self.stats.claimed,
+            completed=self.stats.completed,
+            leases_lost=self.stats.leases_lost,
+            rescued=self.stats.rescued,
+            released=self.stats.released,
+            stuck_threads=self.stuck_threads,
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _db(self, operation: Callable[[], T]) -> T | None:
+        """Run a store call; on a lost database log once, return None, and carry on."""
+        try:
+            value = operation()
+        except DBAPIError as exc:
+            if self._db_down_since is None:
+                self._db_down_since = time.monotonic()
+                self._emit(
+                    "database_lost", error=str(exc.orig or exc).splitlines()[0][:300], level="error"
+                )
+            return None
+        if self._db_down_since is not None:
+            down_for = time.monotonic() - self._db_down_since
+            self._db_down_since = None
+            self._emit("database_reconnected", down_seconds=round(down_for, 3))
+        return value
+
+    @staticmethod
+    def _job_fields(job: Job) -> dict[str, Any]:
+        return {
+            "job_id": job.id,
+            "job_type": job.job_type,
+            "entity_id": job.entity_id,
+            "attempt": job.attempt,
+            "correlation_id": job.correlation_id,
+        }
+
+    def _emit(self, event: str, level: str = "info", **fields: Any) -> None:
+        getattr(self.log, level)(event, **fields)
+        if self.on_event is not None:
+            self.on_event(event, fields)

@@ -15,7 +15,6 @@ from mocks.control import ServerState, build_app
 from mocks.faults import CRM_DEFAULT_ENTITIES, Action, FaultSettings
 from mocks.http import delay, fault_response, mark_fault, not_found, read_json, validate
 
-
 Kind = Literal["customer", "invoice"]
 _BASE: dict[Kind, Callable[[str], dict[str, Any] | None]] = {
     "customer": data.base_customer,

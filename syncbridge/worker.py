@@ -29,6 +29,7 @@ from syncbridge.jobtypes import JobContext, JobType
 from syncbridge.logs import get_logger
 from syncbridge.models import Completion, ErrorSnapshot, Job
 from syncbridge.plugins import Registry
+from syncbridge.retry import RetryPolicy
 from syncbridge.states import AttemptOutcome
 
 T = TypeVar("T")
@@ -81,6 +82,9 @@ class Worker:
         self.upstreams = upstreams or {}
         self.on_event = on_event
         self.stats = WorkerStats()
+        self.policy = RetryPolicy(
+            settings.job_backoff_seconds_base, settings.job_backoff_seconds_cap
+        )
         self.log = get_logger(worker_id=self.worker_id)
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="syncbridge-handler")
         self._in_flight: dict[int, InFlight] = {}
@@ -189,7 +193,7 @@ class Worker:
         self._in_flight[job.id] = InFlight(job, ctx, future, started, started + timeout)
         future.add_done_callback(lambda _f: self._wake.set())
         self.stats.claimed += 1
-        self._emit("attempt_started", **self._job_fields(job))
+        self._emit("attempt_started", level="debug", **self._job_fields(job))
 
     def _collect(self) -> None:
         for job_id, item in list(self._in_flight.items()):
@@ -239,7 +243,7 @@ class Worker:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        results = self._db(lambda: self.store.complete(batch))
+        results = self._db(lambda: self.store.complete(batch, self.policy))
         if results is None:
             self._pending = batch + self._pending  # keep them until the database answers
             return
@@ -278,7 +282,7 @@ class Worker:
                 item.ctx.request_stop("cancel requested")
 
     def _rescue(self) -> None:
-        rescued = self._db(self.store.rescue)
+        rescued = self._db(lambda: self.store.rescue(self.policy))
         if rescued:
             self.stats.rescued += len(rescued)
             self._emit(

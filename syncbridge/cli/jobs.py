@@ -133,12 +133,21 @@ def jobs_show(app: App, job_id: int, as_json: bool) -> None:
         error = detail["last_error"]
         click.echo(f"last error: {error.get('class')}: {error.get('message')}")
     lineage = detail["lineage"]
-    click.echo(f"replays: {lineage['replays'] or '-'}  replayed by: {lineage['replayed_by'] or '-'}")
+    click.echo(
+        f"replays: {lineage['replays'] or '-'}  replayed by: {lineage['replayed_by'] or '-'}"
+    )
     table(
         ("#", "worker", "started", "ms", "outcome", "error", "http"),
         [
-            (a["number"], a["worker_id"], a["started_at"], a["duration_ms"], a["outcome"],
-             a["error_class"], a["http_status"])
+            (
+                a["number"],
+                a["worker_id"],
+                a["started_at"],
+                a["duration_ms"],
+                a["outcome"],
+                a["error_class"],
+                a["http_status"],
+            )
             for a in detail["attempts"]
         ],
         title="attempts",
@@ -167,8 +176,15 @@ def dlq_list(app: App, job_type: str | None, as_json: bool) -> None:
     table(
         ("id", "type", "entity", "attempts", "error", "effect", "finished"),
         [
-            (j.id, j.job_type, j.entity_id, j.attempt, short_error(j), j.effect_status or "",
-             j.finished_at)
+            (
+                j.id,
+                j.job_type,
+                j.entity_id,
+                j.attempt,
+                short_error(j),
+                j.effect_status or "",
+                j.finished_at,
+            )
             for j in dead
         ],
     )
@@ -199,18 +215,29 @@ def replay(
     if job_id is not None:
         job = app.services.replay(job_id, dry_run=dry_run)
         if as_json:
-            emit_json({"replayed_job_id": job_id, "new_job_id": None if dry_run else job.id,
-                       "dry_run": dry_run})
+            emit_json(
+                {
+                    "replayed_job_id": job_id,
+                    "new_job_id": None if dry_run else job.id,
+                    "dry_run": dry_run,
+                }
+            )
         else:
             click.echo(f"would replay {job_id}" if dry_run else job.id)
         return
     results = app.services.replay_all(job_type, error_class, limit, dry_run=dry_run)
     if as_json:
-        emit_list([
-            {"replayed_job_id": old.id, "new_job_id": new.id if new else None,
-             "refused": refused, "dry_run": dry_run}
-            for old, new, refused in results
-        ])
+        emit_list(
+            [
+                {
+                    "replayed_job_id": old.id,
+                    "new_job_id": new.id if new else None,
+                    "refused": refused,
+                    "dry_run": dry_run,
+                }
+                for old, new, refused in results
+            ]
+        )
         return
     for old, new, refused in results:
         if refused:

@@ -15,7 +15,6 @@ from syncbridge import migrate as migrations
 from syncbridge.cli.app import App
 from syncbridge.cli.main import cli
 from syncbridge.errors import DatabaseNotReady
-from syncbridge.upstream import build_upstreams, close_upstreams
 from syncbridge.worker import Worker
 
 pass_app = click.make_pass_decorator(App)
@@ -54,6 +53,8 @@ def worker(
     metrics_port: int | None,
 ) -> None:
     """Run jobs. SIGTERM/SIGINT: claim nothing more, drain, release the rest, exit 0."""
+    from syncbridge.upstream import build_upstreams, close_upstreams
+
     store, registry, settings = app.store, app.registry, app.settings
     for name in job_types:
         registry.get(name)

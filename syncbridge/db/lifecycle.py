@@ -33,9 +33,10 @@ from syncbridge.transitions import Transition, decide
 ACTIVE = [str(state) for state in ACTIVE_STATES]
 
 
-class LifecycleStore(StoreBase):
-    retry_policy: RetryPolicy = RetryPolicy()
+DEFAULT_POLICY = RetryPolicy()
 
+
+class LifecycleStore(StoreBase):
     # -- enqueue -------------------------------------------------------------------------------
 
     def _insert(self) -> postgresql.Insert | sqlite.Insert:
@@ -167,12 +168,15 @@ class LifecycleStore(StoreBase):
             .order_by(jobs.c.next_run_at, jobs.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
-            .scalar_subquery()
+            # Materialized: an inlined subquery can be re-run by the planner and lock (and so
+            # claim) more rows than the limit.
+            .cte("due")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         with self.engine.begin() as conn:
             rows = conn.execute(
                 update(jobs)
-                .where(jobs.c.id.in_(due), jobs.c.state == JobState.PENDING)
+                .where(jobs.c.id == due.c.id, jobs.c.state == JobState.PENDING)
                 .values(
                     state=JobState.RUNNING,
                     attempt=jobs.c.attempt + 1,
@@ -233,7 +237,9 @@ class LifecycleStore(StoreBase):
 
     # -- complete ------------------------------------------------------------------------------
 
-    def complete(self, completions: Sequence[Completion]) -> list[CompletionResult]:
+    def complete(
+        self, completions: Sequence[Completion], policy: RetryPolicy = DEFAULT_POLICY
+    ) -> list[CompletionResult]:
         """Record finished attempts in one transaction. A completion whose fence no longer
         matches (lease lost) writes nothing and comes back with ``applied=False``."""
         results: list[CompletionResult] = []
@@ -241,7 +247,7 @@ class LifecycleStore(StoreBase):
             return results
         with self.engine.begin() as conn:
             for completion in completions:
-                results.append(self._complete_one(conn, completion))
+                results.append(self._complete_one(conn, completion, policy))
         return results
 
     def _fenced(self, conn: Connection, job_id: int, attempt: int, owner: str) -> Job | None:
@@ -256,14 +262,14 @@ class LifecycleStore(StoreBase):
         row = conn.execute(query).one_or_none()
         return Job.from_row(row) if row else None
 
-    def _complete_one(self, conn: Connection, completion: Completion) -> CompletionResult:
+    def _complete_one(
+        self, conn: Connection, completion: Completion, policy: RetryPolicy
+    ) -> CompletionResult:
         job = self._fenced(conn, completion.job_id, completion.attempt, completion.worker_id)
         if job is None:
             return CompletionResult(completion.job_id, completion.attempt, applied=False)
         error = completion.error
-        transition = decide(
-            job, completion.outcome, self.retry_policy, error.retry_after if error else None
-        )
+        transition = decide(job, completion.outcome, policy, error.retry_after if error else None)
         attempt_id = self._close_attempt(conn, job, completion.outcome, completion)
         last_error = None
         if error is not None:
@@ -362,7 +368,7 @@ class LifecycleStore(StoreBase):
 
     # -- rescue and release --------------------------------------------------------------------
 
-    def rescue(self, limit: int = 500) -> list[RescuedJob]:
+    def rescue(self, policy: RetryPolicy = DEFAULT_POLICY, limit: int = 500) -> list[RescuedJob]:
         """Return jobs whose lease expired to pending (backoff, isolated) or to dead."""
         query = (
             select(jobs)
@@ -375,7 +381,7 @@ class LifecycleStore(StoreBase):
         with self.engine.begin() as conn:
             for row in conn.execute(query).all():
                 job = Job.from_row(row)
-                transition = decide(job, AttemptOutcome.LEASE_EXPIRED, self.retry_policy)
+                transition = decide(job, AttemptOutcome.LEASE_EXPIRED, policy)
                 lost = ErrorSnapshot(
                     error_class="LeaseExpired",
                     message=f"lease held by {job.lease_owner} expired during attempt {job.attempt}",

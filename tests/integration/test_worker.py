@@ -1,0 +1,190 @@
+"""The worker loop in-process, on SQLite and PostgreSQL (PostgreSQL uses its own clock here)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import structlog
+from sqlalchemy import Engine
+
+from syncbridge.db.queries import Store
+from syncbridge.errors import UpstreamRateLimited, ValidationError
+from syncbridge.jobtypes import AppliedEffect, JobContext, JobType, Success
+from syncbridge.models import EnqueueRequest
+from syncbridge.states import JobState
+from syncbridge.worker import Worker
+from tests.conftest import truncate
+from tests.helpers import fast_settings, registry_with
+
+
+@pytest.fixture
+def live_store(engine: Engine) -> Store:
+    truncate(engine)
+    return Store(engine)  # system clock: the database's own on PostgreSQL
+
+
+def enqueue(store: Store, job_type: str, entity: str, **kw: Any) -> int:
+    values: dict[str, Any] = {"payload": {}, "max_retries": 3} | kw
+    return store.enqueue(EnqueueRequest(job_type, entity, **values)).job.id
+
+
+def run_burst(store: Store, *job_types: JobType, concurrency: int = 4, **settings: Any) -> Worker:
+    worker = Worker(store, registry_with(*job_types), fast_settings(**settings),
+                    concurrency=concurrency, burst=True)
+    worker.run()
+    return worker
+
+
+def test_burst_drains_noop_jobs(live_store: Store) -> None:
+    ids = [enqueue(live_store, "noop", f"e{n}") for n in range(40)]
+    worker = run_burst(live_store, concurrency=8)
+    assert worker.stats.outcomes == {"succeeded": 40}
+    for job_id in ids:
+        job = live_store.get_job(job_id)
+        assert job.state is JobState.SUCCEEDED and job.attempt == 1
+        assert [a.outcome for a in live_store.attempts_of(job_id)] == ["succeeded"]
+
+
+def test_retryable_error_then_success(live_store: Store) -> None:
+    job_id = enqueue(live_store, "noop", "flaky", payload={"fail": "retryable",
+                                                          "fail_attempts": 2})
+    run_burst(live_store)
+    job = live_store.get_job(job_id)
+    assert job.state is JobState.SUCCEEDED
+    assert [a.outcome for a in live_store.attempts_of(job_id)] == ["error", "error", "succeeded"]
+
+
+def test_exhausted_retries_go_dead_and_terminal_fails(live_store: Store) -> None:
+    dead = enqueue(live_store, "noop", "down", payload={"fail": "retryable"}, max_retries=2)
+    failed = enqueue(live_store, "noop", "bad", payload={"fail": "terminal"})
+    run_burst(live_store)
+    assert live_store.get_job(dead).state is JobState.DEAD
+    assert len(live_store.attempts_of(dead)) == 3
+    assert live_store.get_job(failed).state is JobState.FAILED
+    assert len(live_store.attempts_of(failed)) == 1
+    error = live_store.get_job(failed).last_error
+    assert error is not None and error["class"] == "ValidationError" and not error["retryable"]
+    assert "traceback_tail" in error and error["traceback_tail"]
+
+
+def test_unclassified_exception_is_retryable_under_its_class(live_store: Store) -> None:
+    def broken(ctx: JobContext) -> None:
+        raise KeyError("boom")
+
+    job_id = enqueue(live_store, "broken", "x", max_retries=1)
+    run_burst(live_store, JobType("broken", broken))
+    job = live_store.get_job(job_id)
+    assert job.state is JobState.DEAD
+    assert [a.error_class for a in live_store.attempts_of(job_id)] == ["KeyError", "KeyError"]
+
+
+def test_rate_limit_waits_retry_after(live_store: Store) -> None:
+    calls: list[int] = []
+
+    def limited(ctx: JobContext) -> None:
+        calls.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise UpstreamRateLimited("slow down", retry_after=30)
+
+    job_id = enqueue(live_store, "limited", "x")
+    run_burst(live_store, JobType("limited", limited))
+    job = live_store.get_job(job_id)
+    # burst leaves a job that waits for a later retry pending
+    assert job.state is JobState.PENDING and calls == [1]
+    [attempt] = live_store.attempts_of(job_id)
+    assert (job.next_run_at - attempt.finished_at).total_seconds() >= 29  # type: ignore[operator]
+
+
+def test_timeout_ends_attempt_and_retries(live_store: Store) -> None:
+    seen: list[str | None] = []
+
+    def hangs(ctx: JobContext) -> None:
+        ctx.wait_for_stop(10)
+        seen.append(ctx.stop_reason)
+
+    job_id = enqueue(live_store, "hangs", "x", max_retries=0)
+    worker = run_burst(live_store, JobType("hangs", hangs, timeout_seconds=0.2))
+    job = live_store.get_job(job_id)
+    assert job.state is JobState.DEAD
+    assert [a.outcome for a in live_store.attempts_of(job_id)] == ["timeout"]
+    assert worker.stats.timeouts == 1
+    assert seen == ["timeout"]
+
+
+def test_cancel_running_job_reaches_handler(live_store: Store) -> None:
+    started = threading.Event()
+    seen: list[str | None] = []
+
+    def waits(ctx: JobContext) -> None:
+        started.set()
+        ctx.wait_for_stop(10)
+        seen.append(ctx.stop_reason)
+        raise ValidationError("stopped")
+
+    job_id = enqueue(live_store, "waits", "x")
+    worker = Worker(live_store, registry_with(JobType("waits", waits)),
+                    fast_settings(job_lease_seconds=0.3), concurrency=1, burst=True)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    assert started.wait(10)
+    live_store.cancel(job_id)
+    thread.join(15)
+    assert not thread.is_alive()
+    assert seen == ["cancel requested"]
+    assert live_store.get_job(job_id).state is JobState.CANCELLED
+    assert [a.outcome for a in live_store.attempts_of(job_id)] == ["cancelled"]
+
+
+def test_stop_drains_in_flight_and_releases_the_rest(live_store: Store) -> None:
+    release_handler = threading.Event()
+    started = threading.Event()
+
+    def stubborn(ctx: JobContext) -> None:
+        started.set()
+        release_handler.wait(10)  # ignores stop requests on purpose
+
+    job_id = enqueue(live_store, "stubborn", "x", max_retries=0)
+    worker = Worker(live_store, registry_with(JobType("stubborn", stubborn)),
+                    fast_settings(shutdown_grace_seconds=0.2), concurrency=1)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        assert started.wait(10)
+        worker.request_stop()
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        release_handler.set()
+    job = live_store.get_job(job_id)
+    assert job.state is JobState.PENDING and job.charged_attempts == 0
+    assert [a.outcome for a in live_store.attempts_of(job_id)] == ["released"]
+
+
+def test_effect_is_written_with_success(live_store: Store) -> None:
+    def effectful(ctx: JobContext) -> Success:
+        return Success(AppliedEffect(ctx.effect_key("create", {"n": 1}), "billing", "ref-1"))
+
+    job_id = enqueue(live_store, "effectful", "x")
+    run_burst(live_store, JobType("effectful", effectful))
+    [row] = live_store.ledger_rows()
+    assert row["job_id"] == job_id and row["upstream_ref"] == "ref-1"
+    assert row["effect_key"].startswith(f"sb-{job_id}-")
+
+
+def test_every_attempt_log_line_carries_job_context(live_store: Store) -> None:
+    def logs(ctx: JobContext) -> None:
+        structlog.get_logger().info("inside_handler")
+
+    job_id = enqueue(live_store, "logs", "x", correlation_id="corr-123")
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as captured:
+        run_burst(live_store, JobType("logs", logs))
+    inside = [line for line in captured if line["event"] == "inside_handler"]
+    finished = [line for line in captured if line["event"] == "attempt_finished"]
+    for line in inside + finished:
+        assert line["correlation_id"] == "corr-123" and line["job_id"] == job_id
+        assert line["entity_id"] == "x" and line["attempt"] == 1
+    assert inside and finished and finished[0]["outcome"] == "succeeded"

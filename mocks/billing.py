@@ -108,8 +108,8 @@ class BillingState(ServerState):
         with self._lock:
             current = self._customers.get(customer_id)
             if current and body.version is not None and body.version < current["version"]:
-                detail = {"detail": "stale version", "current_version": current["version"]}
-                return Outcome(409, detail, applied=False)
+                stale = {"detail": "stale version", "current_version": current["version"]}
+                return Outcome(409, stale, applied=False)
             record = {"id": customer_id, **body.model_dump()}
             record["version"] = body.version or (current["version"] if current else 1)
             self._customers[customer_id] = record
@@ -121,12 +121,12 @@ class BillingState(ServerState):
             if body.customer_id not in self._customers:
                 # Refused before executing, like a validation error: not the key's answer, so
                 # the same request succeeds once the customer has been synced.
-                detail = f"customer {body.customer_id} does not exist in Billing"
-                return Outcome(422, {"detail": detail}, applied=False, keep=False)
+                missing = {"detail": f"customer {body.customer_id} does not exist in Billing"}
+                return Outcome(422, missing, applied=False, keep=False)
             existing = self._by_external_id.get(body.external_id)
             if existing is not None:
-                detail = {"detail": "duplicate external_id", "existing_id": existing}
-                return Outcome(409, detail, applied=False)
+                duplicate = {"detail": "duplicate external_id", "existing_id": existing}
+                return Outcome(409, duplicate, applied=False)
             record = {"id": f"inv_{len(self._invoices) + 1:06d}", **body.model_dump()}
             self._invoices[record["id"]] = record
             self._by_external_id[body.external_id] = record["id"]

@@ -1,7 +1,8 @@
 """The built-in ``noop`` job type, registered through the entry-point group like any plugin.
 
 Its payload can steer it, which tests, drills and benchmarks use: ``{"sleep": seconds}`` sleeps
-(waking early on a stop request), ``{"fail": "retryable"|"terminal"}`` raises, ``{"crash": true}``
+(waking early on a stop request; only on the first ``sleep_attempts``
+attempts if given), ``{"fail": "retryable"|"terminal"}`` raises, ``{"crash": true}``
 kills the worker process (a poison job).
 """
 
@@ -21,7 +22,7 @@ def run_noop(ctx: JobContext) -> Success:
     if payload.get("crash"):
         os.kill(os.getpid(), signal.SIGKILL)
     sleep = float(payload.get("sleep", 0) or 0)
-    if sleep > 0:
+    if sleep > 0 and ctx.attempt <= int(payload.get("sleep_attempts", 1_000_000)):
         ctx.wait_for_stop(sleep)
     failure = payload.get("fail")
     fail_attempts = int(payload.get("fail_attempts", 1_000_000))

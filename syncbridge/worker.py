@@ -307,6 +307,8 @@ class Worker:
         if held:
             for item in self._in_flight.values():
                 item.ctx.request_stop("worker shutting down")
+                self._zombies.append(item)
+            self._in_flight.clear()
             released = self._db(lambda: self.store.release(self.worker_id, held))
             self.stats.released += len(released or [])
             self._emit("jobs_released", count=len(held))

@@ -55,6 +55,7 @@ def cli(ctx: click.Context, database_url: str | None, config_file: str | None) -
 
 
 def main() -> None:
-    from syncbridge.cli import jobs, worker  # noqa: F401  (commands register themselves)
+    # Commands register themselves on import; imported here so that `--help` lists them all.
+    from syncbridge.cli import demo, jobs, worker  # noqa: F401
 
     cli(prog_name="syncbridge")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from mock_helpers import InProcess, billing_settings, crm_settings
+from mock_helpers import SETUP_KEY, InProcess, billing_settings, crm_settings
 
 from mocks.billing import BillingState, create_billing_app
 from mocks.crm import CrmState, create_crm_app
@@ -38,6 +38,7 @@ def billing(billing_state: BillingState) -> Iterator[InProcess]:
 @pytest.fixture
 def customer(billing: InProcess) -> str:
     """A customer that exists in Billing, so invoices for it can be created."""
-    response = billing.put("/customers/c_1001", json={"name": "Ada", "email": "ada@example.com"})
+    body = {"name": "Ada", "email": "ada@example.com"}
+    response = billing.put("/customers/c_1001", json=body, headers={"Idempotency-Key": SETUP_KEY})
     assert response.status_code == 201
     return "c_1001"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from starlette.types import ASGIApp
@@ -27,6 +28,15 @@ def billing_settings(**changes: Any) -> FaultSettings:
     return FaultSettings(entities=dict(BILLING_DEFAULT_ENTITIES), **changes)
 
 
+SETUP_KEY = "setup-customer"  # the key the `customer` fixture's PUT uses
+
+
+def invoice_effects(billing: InProcess) -> dict[str, int]:
+    """Billing's applied effects per key, without the `customer` fixture's set-up."""
+    effects: dict[str, int] = billing.get("/_stats").json()["effects"]
+    return {key: n for key, n in effects.items() if key != SETUP_KEY}
+
+
 def invoice_body(
     external_id: str = "i_2001", customer_id: str = "c_1001", **extra: Any
 ) -> dict[str, Any]:
@@ -46,12 +56,18 @@ HOSTILE_IDS = [
     "'; DROP TABLE customers; --",
     "c_1001\u0000",
     "c_\u0661\u0660\u0660\u0661",  # Arabic-Indic digits: int() would read them as 1001
-    "ｃ_１００１",  # fullwidth look-alike of c_1001
+    "\uff43_\uff11\uff10\uff10\uff11",  # fullwidth look-alike of c_1001
     "c_1001 ",
     "💥",
     "c_" + "9" * 5000,
     "%2e%2e%2f",
+    "../../etc/passwd",
 ]
+
+
+def quoted(record_id: str) -> str:
+    """The id as one path segment, percent-encoded as any real client would send it."""
+    return quote(record_id, safe="")
 
 
 class InProcess:

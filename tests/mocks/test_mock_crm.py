@@ -7,7 +7,7 @@ import logging
 
 import httpx
 import pytest
-from mock_helpers import HOSTILE_IDS, SLOW_SECONDS, InProcess
+from mock_helpers import HOSTILE_IDS, SLOW_SECONDS, InProcess, quoted
 
 from mocks.crm import CrmState
 
@@ -25,7 +25,12 @@ def test_customers_are_synthetic_and_stable(crm: InProcess) -> None:
 def test_invoices_belong_to_the_matching_customer(crm: InProcess) -> None:
     invoice = crm.get("/invoices/i_2002").json()
     assert set(invoice) == {
-        "id", "customer_id", "amount_cents", "currency", "description", "version"
+        "id",
+        "customer_id",
+        "amount_cents",
+        "currency",
+        "description",
+        "version",
     }
     assert invoice["customer_id"] == "c_1002"
     assert isinstance(invoice["amount_cents"], int) and invoice["amount_cents"] > 0
@@ -42,7 +47,7 @@ def test_unknown_id_is_a_json_404(crm: InProcess) -> None:
 @pytest.mark.parametrize("record_id", HOSTILE_IDS)
 @pytest.mark.parametrize("kind", ["customers", "invoices"])
 def test_hostile_ids_get_a_clean_404(crm: InProcess, kind: str, record_id: str) -> None:
-    response = crm.get(f"/{kind}/{record_id}")
+    response = crm.get(f"/{kind}/{quoted(record_id)}")
     assert response.status_code == 404
     assert "detail" in response.json()
 

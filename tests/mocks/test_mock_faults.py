@@ -90,9 +90,7 @@ def test_flaky_fails_its_first_calls_then_recovers() -> None:
 
 
 def test_rate_limited_carries_retry_after() -> None:
-    settings = FaultSettings(
-        retry_after_seconds=7, entities={"c_1002": Behaviour.RATE_LIMITED}
-    )
+    settings = FaultSettings(retry_after_seconds=7, entities={"c_1002": Behaviour.RATE_LIMITED})
     injector = FaultInjector(settings)
     decisions = [injector.decide(ROUTE, "c_1002") for _ in range(FLAKY_CALLS + 1)]
     assert [d.action for d in decisions] == [Action.RATE_LIMITED] * FLAKY_CALLS + [Action.PROCEED]

@@ -96,6 +96,10 @@ class JobContext:
 
 
 Handler = Callable[[JobContext], HandlerResult]
+# Asks the upstream whether an attempt that ended without a known outcome (lease lost, timeout,
+# cancel during a call) applied its effect: the effect if it did, None if it did not. Raises
+# (any error) when the upstream cannot tell now; reconcile then tries again later.
+Reconciler = Callable[[JobContext], AppliedEffect | None]
 
 
 @dataclass(frozen=True)
@@ -107,4 +111,5 @@ class JobType:
     description: str = ""
     timeout_seconds: float | None = None
     max_retries: int | None = None
+    reconcile: Reconciler | None = None
     plugin: str = field(default="", compare=False)

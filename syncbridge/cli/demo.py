@@ -34,8 +34,17 @@ from syncbridge.states import JobState
 from syncbridge.upstream import build_upstreams, close_upstreams
 from syncbridge.worker import Worker
 
-CUSTOMERS = ["c_1001", "c_1003", "c_1004", "c_1005", "c_flaky", "c_1002", "c_down",
-             "c_missing", "c_invalid"]
+CUSTOMERS = [
+    "c_1001",
+    "c_1003",
+    "c_1004",
+    "c_1005",
+    "c_flaky",
+    "c_1002",
+    "c_down",
+    "c_missing",
+    "c_invalid",
+]
 INVOICES = ["i_2001", "i_2002", "i_2003", "i_2004", "i_2005"]
 DEMO_SETTINGS = {
     "job_lease_seconds": 10.0,
@@ -73,9 +82,23 @@ def _free_port() -> int:
 def mock_servers(fault_rate: float, seed: int) -> Iterator[Mocks]:
     crm_port, billing_port = _free_port(), _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "mocks", "--crm-port", str(crm_port), "--billing-port",
-         str(billing_port), "--fault-rate", str(fault_rate), "--seed", str(seed),
-         "--slow-seconds", "4", "--retry-after-seconds", "1"],
+        [
+            sys.executable,
+            "-m",
+            "mocks",
+            "--crm-port",
+            str(crm_port),
+            "--billing-port",
+            str(billing_port),
+            "--fault-rate",
+            str(fault_rate),
+            "--seed",
+            str(seed),
+            "--slow-seconds",
+            "4",
+            "--retry-after-seconds",
+            "1",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # Ctrl-C reaches us, and we stop it ourselves
@@ -121,8 +144,13 @@ def _wait_until_settled(store: Store, started: float, timeout: float) -> None:
 
 
 @cli.command()
-@click.option("--db-file", default="syncbridge-demo.db", show_default=True,
-              type=click.Path(dir_okay=False), help="Recreated from scratch on every run.")
+@click.option(
+    "--db-file",
+    default="syncbridge-demo.db",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Recreated from scratch on every run.",
+)
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 def demo(db_file: str, fault_rate: float, seed: int) -> None:
@@ -146,8 +174,9 @@ def demo(db_file: str, fault_rate: float, seed: int) -> None:
         services = Services(store, registry, settings)
         click.echo(f"database {path}; mocks {mocks.crm_url} {mocks.billing_url}", err=True)
         upstreams = build_upstreams(settings)
-        worker = Worker(store, registry, settings, concurrency=8, upstreams=upstreams,
-                        worker_id="demo-worker")
+        worker = Worker(
+            store, registry, settings, concurrency=8, upstreams=upstreams, worker_id="demo-worker"
+        )
         thread = threading.Thread(target=worker.run, name="demo-worker")
         thread.start()
         try:
@@ -155,14 +184,14 @@ def demo(db_file: str, fault_rate: float, seed: int) -> None:
                 services.enqueue("customer", entity, correlation_id=f"demo-{entity}")
             for entity in INVOICES:
                 services.enqueue("invoice", entity, correlation_id=f"demo-{entity}")
-            click.echo(f"enqueued {len(CUSTOMERS)} customer and {len(INVOICES)} invoice jobs",
-                       err=True)
+            click.echo(
+                f"enqueued {len(CUSTOMERS)} customer and {len(INVOICES)} invoice jobs", err=True
+            )
             _wait_until_settled(store, started, 45)
             [dead] = [j for j in store.dlq("customer") if j.entity_id == "c_down"]
             mocks.heal("c_down")
             replayed = services.replay(dead.id)
-            click.echo(f"c_down healed; replayed dead job {dead.id} as job {replayed.id}",
-                       err=True)
+            click.echo(f"c_down healed; replayed dead job {dead.id} as job {replayed.id}", err=True)
             _wait_until_settled(store, started, 30)
         finally:
             worker.request_stop()
@@ -179,9 +208,17 @@ def _report(store: Store, mocks: Mocks) -> bool:
     table(
         ("job", "type", "entity", "state", "attempts", "last error", "replay of"),
         [
-            (j.id, j.job_type, j.entity_id, j.state, j.attempt,
-             f"{j.last_error['class']}: {str(j.last_error['message'])[:50]}"
-             if j.last_error else "", j.replay_of_job_id or "")
+            (
+                j.id,
+                j.job_type,
+                j.entity_id,
+                j.state,
+                j.attempt,
+                f"{j.last_error['class']}: {str(j.last_error['message'])[:50]}"
+                if j.last_error
+                else "",
+                j.replay_of_job_id or "",
+            )
             for j in jobs
         ],
         title="jobs",
@@ -190,8 +227,10 @@ def _report(store: Store, mocks: Mocks) -> bool:
     ledger = {row["effect_key"]: row for row in store.ledger_rows()}
     table(
         ("idempotency key", "applied by Billing", "ledger job"),
-        [(key, times, ledger[key]["job_id"] if key in ledger else "-")
-         for key, times in sorted(effects.items())],
+        [
+            (key, times, ledger[key]["job_id"] if key in ledger else "-")
+            for key, times in sorted(effects.items())
+        ],
         title="Billing effects",
     )
     problems = [f"{key} applied {n} times" for key, n in effects.items() if n != 1]
@@ -205,8 +244,11 @@ def _report(store: Store, mocks: Mocks) -> bool:
     if problems:
         click.echo("INVARIANT VIOLATED: " + "; ".join(problems), err=True)
         return False
-    click.echo(f"every Billing effect applied exactly once ({len(effects)} keys); "
-               f"{len(succeeded)} jobs succeeded", err=True)
+    click.echo(
+        f"every Billing effect applied exactly once ({len(effects)} keys); "
+        f"{len(succeeded)} jobs succeeded",
+        err=True,
+    )
     return True
 
 

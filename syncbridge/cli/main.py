@@ -56,6 +56,6 @@ def cli(ctx: click.Context, database_url: str | None, config_file: str | None) -
 
 def main() -> None:
     # Commands register themselves on import; imported here so that `--help` lists them all.
-    from syncbridge.cli import demo, jobs, worker  # noqa: F401
+    from syncbridge.cli import demo, jobs, ops, worker  # noqa: F401
 
     cli(prog_name="syncbridge")

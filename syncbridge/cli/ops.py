@@ -1,0 +1,81 @@
+"""Commands that verify and converge: check and reconcile."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from syncbridge.cli.app import App
+from syncbridge.cli.main import cli
+from syncbridge.cli.output import emit_json, emit_list, table
+from syncbridge.invariants import run_checks
+from syncbridge.reconcile import reconcile as run_reconcile
+
+pass_app = click.make_pass_decorator(App)
+
+
+@cli.command()
+@click.option(
+    "--lease-grace",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds an expired lease may stay unrecovered while a worker is alive.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def check(app: App, lease_grace: float, as_json: bool) -> None:
+    """Verify every invariant; exit 1 on a violation."""
+    results = run_checks(app.store, lease_grace)
+    if as_json:
+        emit_list(
+            [
+                {
+                    "code": r.code,
+                    "title": r.title,
+                    "ok": r.ok,
+                    "violations": r.violations,
+                    "examples": [list(map(str, e)) for e in r.examples],
+                }
+                for r in results
+            ]
+        )
+    else:
+        table(
+            ("invariant", "result", "violations", "what", "examples"),
+            [
+                (
+                    r.code,
+                    "pass" if r.ok else "FAIL",
+                    r.violations,
+                    r.title,
+                    r.examples if r.examples else "",
+                )
+                for r in results
+            ],
+        )
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def reconcile(app: App, limit: int, as_json: bool) -> None:
+    """Ask upstreams about attempts that ended without a known outcome; record what happened."""
+    from syncbridge.upstream import build_upstreams, close_upstreams
+
+    upstreams = build_upstreams(app.settings)
+    try:
+        results = run_reconcile(app.store, app.registry, upstreams, limit)
+    finally:
+        close_upstreams(upstreams)
+    if as_json:
+        emit_json({"items": [r.__dict__ for r in results], "next_cursor": None})
+        return
+    table(
+        ("job", "effect status", "upstream ref", "error"),
+        [(r.job_id, r.effect_status or "unknown", r.upstream_ref, r.error) for r in results],
+    )

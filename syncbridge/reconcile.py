@@ -1,0 +1,106 @@
+"""Converge unknown outcomes: an attempt that ended by lease loss, timeout or cancel during an
+upstream call may or may not have applied its effect. For such jobs that are now terminal, ask
+the upstream (through the job type's ``reconcile`` function), write the missing ledger row and
+record ``effect_status``. A job's state is never changed: history is not rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import exists, select, update
+
+from syncbridge.db.queries import Store
+from syncbridge.db.schema import attempts, jobs
+from syncbridge.jobtypes import JobContext
+from syncbridge.logs import get_logger
+from syncbridge.models import Job
+from syncbridge.plugins import Registry
+from syncbridge.states import TERMINAL_STATES, UNKNOWN_OUTCOMES, JobState
+
+APPLIED, NOT_APPLIED = "applied", "not_applied"
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    job_id: int
+    effect_status: str | None  # None: the upstream could not tell now
+    upstream_ref: str | None = None
+    error: str | None = None
+
+
+def unreconciled(store: Store, job_types: list[str], limit: int) -> list[Job]:
+    unknown = exists().where(
+        attempts.c.job_id == jobs.c.id,
+        attempts.c.outcome.in_([str(o) for o in UNKNOWN_OUTCOMES]),
+    )
+    query = (
+        select(jobs)
+        .where(
+            jobs.c.state.in_([str(s) for s in TERMINAL_STATES if s is not JobState.SUCCEEDED]),
+            jobs.c.effect_status.is_(None),
+            jobs.c.job_type.in_(job_types),
+            unknown,
+        )
+        .order_by(jobs.c.id)
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        return [Job.from_row(row) for row in conn.execute(query).all()]
+
+
+def reconcile(
+    store: Store,
+    registry: Registry,
+    upstreams: Mapping[str, Any],
+    limit: int = 100,
+    worker_id: str = "reconcile",
+) -> list[Reconciled]:
+    with_reconciler = sorted(n for n, t in registry.job_types.items() if t.reconcile is not None)
+    log = get_logger(worker_id=worker_id)
+    results: list[Reconciled] = []
+    for job in unreconciled(store, with_reconciler, limit):
+        reconciler = registry.job_types[job.job_type].reconcile
+        assert reconciler is not None
+        ctx = JobContext(
+            job_id=job.id,
+            job_type=job.job_type,
+            entity_id=job.entity_id,
+            payload=job.payload,
+            attempt=job.attempt,
+            correlation_id=job.correlation_id,
+            lineage_id=job.effective_lineage_id,
+            worker_id=worker_id,
+            deadline=store.clock.now() + timedelta(minutes=1),
+            log=log.bind(job_id=job.id),
+            upstreams=upstreams,
+        )
+        try:
+            effect = reconciler(ctx)
+        except Exception as exc:  # the upstream cannot tell now: leave it for the next round
+            results.append(Reconciled(job.id, None, error=f"{type(exc).__name__}: {exc}"))
+            continue
+        status = APPLIED if effect is not None else NOT_APPLIED
+        with store.engine.begin() as conn:
+            if effect is not None:
+                conn.execute(
+                    store._ledger_insert().values(
+                        effect_key=effect.effect_key,
+                        job_id=job.id,
+                        lineage_id=job.effective_lineage_id,
+                        upstream=effect.upstream,
+                        upstream_ref=effect.upstream_ref,
+                        applied_at=store.now_sql(),
+                    )
+                )
+            conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.id, jobs.c.effect_status.is_(None))
+                .values(effect_status=status)
+            )
+        results.append(Reconciled(job.id, status, effect.upstream_ref if effect else None))
+        log.info("effect_reconciled", job_id=job.id, effect_status=status)
+    return results

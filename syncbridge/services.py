@@ -46,6 +46,30 @@ class Services:
         max_retries: int | None = None,
         run_at: datetime | None = None,
     ) -> EnqueueResult:
+        return self.store.enqueue(
+            self.build_request(
+                job_type,
+                entity_id,
+                payload,
+                idempotency_key=idempotency_key,
+                correlation_id=correlation_id,
+                max_retries=max_retries,
+                run_at=run_at,
+            )
+        )
+
+    def build_request(
+        self,
+        job_type: str,
+        entity_id: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        correlation_id: str | None = None,
+        max_retries: int | None = None,
+        run_at: datetime | None = None,
+    ) -> EnqueueRequest:
+        """Validate one enqueue; raises :class:`InvalidInput` naming what is wrong."""
         kind = self.registry.get(job_type)
         validate_text("entity id", entity_id, ENTITY_ID_MAX)
         if payload is None:
@@ -64,17 +88,21 @@ class Services:
             raise InvalidInput("max retries must be between 0 and 1000")
         if run_at is not None and run_at.tzinfo is None:
             raise InvalidInput("run-at needs a time zone offset (for example 2030-01-01T00:00Z)")
-        return self.store.enqueue(
-            EnqueueRequest(
-                job_type=job_type,
-                entity_id=entity_id,
-                payload=payload,
-                max_retries=max_retries,
-                idempotency_key=idempotency_key,
-                correlation_id=correlation_id,
-                run_at=run_at,
-            )
+        timeout = int(kind.timeout_seconds) if kind.timeout_seconds else None
+        return EnqueueRequest(
+            job_type=job_type,
+            entity_id=entity_id,
+            payload=payload,
+            max_retries=max_retries,
+            idempotency_key=idempotency_key,
+            correlation_id=correlation_id,
+            run_at=run_at,
+            timeout_seconds=timeout,
         )
+
+    def enqueue_many(self, requests: list[EnqueueRequest]) -> list[EnqueueResult]:
+        """Requests built (and so validated) by :meth:`build_request`."""
+        return self.store.enqueue_many(requests)
 
     def job_detail(self, job_id: int) -> dict[str, Any]:
         job = self.store.get_job(job_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -41,8 +41,13 @@ def _run_at(text: str | None) -> datetime | None:
 
 
 @cli.command()
-@click.argument("job_type")
-@click.argument("entity_id")
+@click.argument("job_type", required=False)
+@click.argument("entity_id", required=False)
+@click.option(
+    "--from-file",
+    type=click.File("r"),
+    help="JSON lines of {job_type, entity_id, payload?, idempotency_key?, ...}; all or nothing.",
+)
 @click.option("--payload", help="JSON object handed to the handler.")
 @click.option("--idempotency-key", help="Enqueueing the same key twice returns the same job.")
 @click.option("--correlation-id", help="Carried through logs and upstream calls.")
@@ -52,8 +57,9 @@ def _run_at(text: str | None) -> datetime | None:
 @pass_app
 def enqueue(
     app: App,
-    job_type: str,
-    entity_id: str,
+    job_type: str | None,
+    entity_id: str | None,
+    from_file: TextIO | None,
     payload: str | None,
     idempotency_key: str | None,
     correlation_id: str | None,
@@ -62,6 +68,13 @@ def enqueue(
     as_json: bool,
 ) -> None:
     """Enqueue a job; prints its id. An active duplicate returns the existing job."""
+    if from_file is not None:
+        if job_type or entity_id:
+            raise click.UsageError("give JOB_TYPE ENTITY_ID or --from-file, not both")
+        _enqueue_file(app, from_file, as_json)
+        return
+    if not job_type or entity_id is None:
+        raise click.UsageError("JOB_TYPE and ENTITY_ID are required (or --from-file)")
     result = app.services.enqueue(
         job_type,
         entity_id,
@@ -78,6 +91,51 @@ def enqueue(
     if result.deduplicated:
         note = " (marked for a follow-up run)" if result.follow_up_marked else ""
         click.echo(f"deduplicated: job {result.job.id} is {result.job.state}{note}", err=True)
+
+
+def _enqueue_file(app: App, source: TextIO, as_json: bool) -> None:
+    """Validate every line first, then insert in bulk: a bad line stores nothing."""
+    requests = []
+    for number, line in enumerate(source, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict):
+                raise InvalidInput("each line must be a JSON object")
+            unknown = set(item) - BULK_FIELDS
+            if unknown:
+                raise InvalidInput(f"unknown field(s) {sorted(unknown)}")
+            requests.append(
+                app.services.build_request(
+                    str(item.get("job_type", "")),
+                    str(item.get("entity_id", "")),
+                    item.get("payload"),
+                    idempotency_key=item.get("idempotency_key"),
+                    correlation_id=item.get("correlation_id"),
+                    max_retries=item.get("max_retries"),
+                    run_at=_run_at(item.get("run_at")),
+                )
+            )
+        except (json.JSONDecodeError, InvalidInput) as exc:
+            raise InvalidInput(f"line {number}: {exc}") from None
+    results = app.services.enqueue_many(requests)
+    if as_json:
+        emit_list([r.job.to_dict() | {"deduplicated": r.deduplicated} for r in results])
+        return
+    new = sum(not r.deduplicated for r in results)
+    click.echo(f"{len(results)} jobs: {new} new, {len(results) - new} deduplicated", err=True)
+
+
+BULK_FIELDS = {
+    "job_type",
+    "entity_id",
+    "payload",
+    "idempotency_key",
+    "correlation_id",
+    "max_retries",
+    "run_at",
+}
 
 
 @cli.group()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 
 import click
 
@@ -78,4 +79,34 @@ def reconcile(app: App, limit: int, as_json: bool) -> None:
     table(
         ("job", "effect status", "upstream ref", "error"),
         [(r.job_id, r.effect_status or "unknown", r.upstream_ref, r.error) for r in results],
+    )
+
+
+DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _parse_age(text: str) -> float:
+    unit = text[-1:].lower()
+    try:
+        value = float(text[:-1]) if unit in DURATION else float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration like 7d, 12h or 30m") from None
+    if value < 0:
+        raise click.BadParameter("the age must not be negative")
+    return value * DURATION.get(unit, 1)
+
+
+@cli.command()
+@click.option("--older-than", required=True, help="Age of finished jobs to delete: 7d, 12h, 30m.")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@pass_app
+def prune(app: App, older_than: str, dry_run: bool) -> None:
+    """Delete old finished jobs and their attempts; keeps what idempotency keys, the ledger and
+    replay links still need."""
+    store = app.store
+    cutoff = store.clock.now() - timedelta(seconds=_parse_age(older_than))
+    count = store.prune(cutoff, dry_run=dry_run)
+    click.echo(
+        f"{'would delete' if dry_run else 'deleted'} {count} jobs finished before "
+        f"{cutoff.isoformat()}"
     )

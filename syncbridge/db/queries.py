@@ -6,15 +6,15 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from syncbridge.db.operator import OperatorStore
+from syncbridge.db.bulk import BulkStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.errors import UnknownJob
 from syncbridge.models import Attempt, Job
 from syncbridge.states import JobState
 
 
-class Store(OperatorStore):
-    """The one store interface: lifecycle, operator actions and reads."""
+class Store(BulkStore):
+    """The one store interface: lifecycle, operator actions, bulk work and reads."""
 
     def get_job(self, job_id: int) -> Job:
         with self.engine.connect() as conn:

@@ -71,8 +71,10 @@ def create_postgres_database(prefix: str) -> str:
     admin.dispose()
     from syncbridge.db.engine import normalise_url
 
-    return make_url(normalise_url(POSTGRES_URL)).set(database=name).render_as_string(
-        hide_password=False
+    return (
+        make_url(normalise_url(POSTGRES_URL))
+        .set(database=name)
+        .render_as_string(hide_password=False)
     )
 
 

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,9 @@ class Cluster:
     def _pg_ctl(self, *args: str) -> None:
         subprocess.run(
             [*self.run_as, str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-w", *args],
-            check=True, capture_output=True, timeout=60,
+            check=True,
+            capture_output=True,
+            timeout=60,
         )
 
     def start(self) -> None:
@@ -65,17 +67,27 @@ def throwaway_cluster() -> Iterator[Cluster]:
         shutil.chown(root, "postgres")
         root.chmod(0o700)
     subprocess.run(
-        [*run_as, str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres",
-         "--auth=trust", "--no-sync", "-E", "UTF8"],
-        check=True, capture_output=True, timeout=120,
+        [
+            *run_as,
+            str(bindir / "initdb"),
+            "-D",
+            str(datadir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     cluster = Cluster(bindir, datadir, free_port(), run_as)
     cluster.start()
     try:
         yield cluster
     finally:
-        try:
+        with suppress(subprocess.CalledProcessError):
             cluster.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(root, ignore_errors=True)

@@ -12,6 +12,7 @@ from sqlalchemy import and_, delete, exists, select, update
 from sqlalchemy.orm import aliased
 
 from syncbridge.db.base import params_hash
+from syncbridge.db.notify import notify_enqueued
 from syncbridge.db.operator import OperatorStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.models import EnqueueRequest, EnqueueResult, Job
@@ -87,6 +88,9 @@ class BulkStore(OperatorStore):
                         update(jobs).where(jobs.c.id.in_(due_now)).values(next_run_at=db_now)
                     )
             fresh = conn.execute(select(jobs).where(jobs.c.id.in_(ids))).all()
+            if self.dialect == "postgresql":
+                for job_type in {row.job_type for row in new}:
+                    notify_enqueued(conn, job_type)
         return {(row.job_type, row.entity_id): Job.from_row(row) for row in fresh}
 
     def prune(self, finished_before: datetime, dry_run: bool = False) -> int:

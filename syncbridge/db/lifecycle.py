@@ -14,6 +14,7 @@ from sqlalchemy import Connection, and_, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncbridge.db.base import StoreBase, params_hash
+from syncbridge.db.notify import notify_enqueued
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.errors import InvalidInput
 from syncbridge.models import (
@@ -114,6 +115,8 @@ class LifecycleStore(StoreBase):
         job_id = conn.execute(statement).scalar_one_or_none()
         if job_id is not None and values.get("lineage_id") is None:
             conn.execute(update(jobs).where(jobs.c.id == job_id).values(lineage_id=job_id))
+        if job_id is not None and self.dialect == "postgresql":
+            notify_enqueued(conn, request.job_type)
         return job_id
 
     @staticmethod

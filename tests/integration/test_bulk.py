@@ -19,8 +19,11 @@ def test_enqueue_many_inserts_and_deduplicates(store: Store, clock: FakeClock) -
     store.enqueue(req("running"))
     [running] = store.claim("w", ["noop"], 10, 60)
     existing = store.enqueue(req("e1")).job
-    requests = [req(f"e{n}") for n in range(2500)] + [req("e5"), req("running"),
-                                                       req("k", idempotency_key="key-1")]
+    requests = [req(f"e{n}") for n in range(2500)] + [
+        req("e5"),
+        req("running"),
+        req("k", idempotency_key="key-1"),
+    ]
     results = store.enqueue_many(requests)
     assert len(results) == len(requests)
     assert results[1].job.id == existing.id and results[1].deduplicated
@@ -38,8 +41,9 @@ def test_prune_keeps_what_is_still_needed(store: Store, clock: FakeClock) -> Non
     effect = store.enqueue(req("effect")).job
     for job in store.claim("w", ["noop"], 10, 60):
         applied = AppliedEffect("eff-1", "billing", "x") if job.id == effect.id else None
-        store.complete([Completion(job.id, job.attempt, "w", AttemptOutcome.SUCCEEDED,
-                                   effect=applied)])
+        store.complete(
+            [Completion(job.id, job.attempt, "w", AttemptOutcome.SUCCEEDED, effect=applied)]
+        )
     young = store.enqueue(req("young")).job
     store.cancel(young.id)
     clock.advance(8 * 86400)

@@ -43,8 +43,11 @@ def test_worker_rides_out_a_database_restart(tmp_path: Path) -> None:
                 lambda: store.counts_by_state()["succeeded"] == JOBS, 120, "all jobs to succeed"
             )
             assert worker.poll() is None, "the worker must survive the outage"
-        events = [json.loads(line)["event"] for line in log.read_text().splitlines()
-                  if line.startswith("{")]
+        events = [
+            json.loads(line)["event"]
+            for line in log.read_text().splitlines()
+            if line.startswith("{")
+        ]
         assert events.count("database_lost") >= 1
         assert events.count("database_reconnected") >= 1
         assert events.count("database_lost") == events.count("database_reconnected")

@@ -34,8 +34,6 @@ def test_migrations_match_models_and_round_trip(database_url: str) -> None:
         migrate.upgrade(engine)
         check_ready(engine)
         with engine.connect() as conn:
-            assert {"jobs", "attempts", "ledger", "workers"} <= set(
-                inspect(conn).get_table_names()
-            )
+            assert {"jobs", "attempts", "ledger", "workers"} <= set(inspect(conn).get_table_names())
     finally:
         engine.dispose()

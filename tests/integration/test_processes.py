@@ -26,10 +26,24 @@ def test_two_workers_race_for_a_thousand_jobs(
     for n in range(1000):
         store.enqueue(EnqueueRequest("noop", f"e{n}", {}, 3))
     with (
-        worker_process(database_url, "--burst", "--concurrency", "8", "--worker-id", "A",
-                       log_path=tmp_path / "a.log") as a,
-        worker_process(database_url, "--burst", "--concurrency", "8", "--worker-id", "B",
-                       log_path=tmp_path / "b.log") as b,
+        worker_process(
+            database_url,
+            "--burst",
+            "--concurrency",
+            "8",
+            "--worker-id",
+            "A",
+            log_path=tmp_path / "a.log",
+        ) as a,
+        worker_process(
+            database_url,
+            "--burst",
+            "--concurrency",
+            "8",
+            "--worker-id",
+            "B",
+            log_path=tmp_path / "b.log",
+        ) as b,
     ):
         assert a.wait(120) == 0, (tmp_path / "a.log").read_text()[-2000:]
         assert b.wait(120) == 0, (tmp_path / "b.log").read_text()[-2000:]
@@ -49,15 +63,14 @@ def test_sigkilled_worker_job_is_recovered_after_its_lease(
 ) -> None:
     truncate(engine)
     store = Store(engine)
-    job = store.enqueue(
-        EnqueueRequest("noop", "slow", {"sleep": 60, "sleep_attempts": 1}, 3)
-    ).job
+    job = store.enqueue(EnqueueRequest("noop", "slow", {"sleep": 60, "sleep_attempts": 1}, 3)).job
     with worker_process(database_url, "--worker-id", "doomed") as doomed:
         wait_for(lambda: store.get_job(job.id).state is JobState.RUNNING, 30, "the claim")
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(10)
-    with worker_process(database_url, "--burst", "--worker-id", "rescuer",
-                        log_path=tmp_path / "rescuer.log") as rescuer:
+    with worker_process(
+        database_url, "--burst", "--worker-id", "rescuer", log_path=tmp_path / "rescuer.log"
+    ) as rescuer:
         assert rescuer.wait(60) == 0
     after = store.get_job(job.id)
     assert after.state is JobState.SUCCEEDED
@@ -72,11 +85,18 @@ def test_sigterm_drains_and_releases_without_charging(
     store = Store(engine)
     quick = store.enqueue(EnqueueRequest("noop", "quick", {"sleep": 0.5}, 0)).job
     stuck = store.enqueue(EnqueueRequest("noop", "stuck", {"sleep": 60}, 0)).job
-    with worker_process(database_url, "--concurrency", "2", log_path=tmp_path / "w.log",
-                        SYNCBRIDGE_SHUTDOWN_GRACE_SECONDS="2") as process:
+    with worker_process(
+        database_url,
+        "--concurrency",
+        "2",
+        log_path=tmp_path / "w.log",
+        SYNCBRIDGE_SHUTDOWN_GRACE_SECONDS="2",
+    ) as process:
         wait_for(
-            lambda: store.get_job(stuck.id).state is JobState.RUNNING
-            and store.get_job(quick.id).state is JobState.RUNNING,
+            lambda: (
+                store.get_job(stuck.id).state is JobState.RUNNING
+                and store.get_job(quick.id).state is JobState.RUNNING
+            ),
             30,
             "both jobs to run",
         )

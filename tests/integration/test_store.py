@@ -17,8 +17,12 @@ W1, W2 = "worker-1", "worker-2"
 
 
 def request(entity: str = "e1", **kw: object) -> EnqueueRequest:
-    values: dict[str, object] = {"job_type": "noop", "entity_id": entity, "payload": {},
-                                 "max_retries": 3}
+    values: dict[str, object] = {
+        "job_type": "noop",
+        "entity_id": entity,
+        "payload": {},
+        "max_retries": 3,
+    }
     values.update(kw)
     return EnqueueRequest(**values)  # type: ignore[arg-type]
 

@@ -31,8 +31,13 @@ def enqueue(store: Store, job_type: str, entity: str, **kw: Any) -> int:
 
 
 def run_burst(store: Store, *job_types: JobType, concurrency: int = 4, **settings: Any) -> Worker:
-    worker = Worker(store, registry_with(*job_types), fast_settings(**settings),
-                    concurrency=concurrency, burst=True)
+    worker = Worker(
+        store,
+        registry_with(*job_types),
+        fast_settings(**settings),
+        concurrency=concurrency,
+        burst=True,
+    )
     worker.run()
     return worker
 
@@ -48,8 +53,7 @@ def test_burst_drains_noop_jobs(live_store: Store) -> None:
 
 
 def test_retryable_error_then_success(live_store: Store) -> None:
-    job_id = enqueue(live_store, "noop", "flaky", payload={"fail": "retryable",
-                                                          "fail_attempts": 2})
+    job_id = enqueue(live_store, "noop", "flaky", payload={"fail": "retryable", "fail_attempts": 2})
     run_burst(live_store)
     job = live_store.get_job(job_id)
     assert job.state is JobState.SUCCEEDED
@@ -66,7 +70,7 @@ def test_exhausted_retries_go_dead_and_terminal_fails(live_store: Store) -> None
     assert len(live_store.attempts_of(failed)) == 1
     error = live_store.get_job(failed).last_error
     assert error is not None and error["class"] == "ValidationError" and not error["retryable"]
-    assert "traceback_tail" in error and error["traceback_tail"]
+    assert error.get("traceback_tail")
 
 
 def test_unclassified_exception_is_retryable_under_its_class(live_store: Store) -> None:
@@ -124,8 +128,13 @@ def test_cancel_running_job_reaches_handler(live_store: Store) -> None:
         raise ValidationError("stopped")
 
     job_id = enqueue(live_store, "waits", "x")
-    worker = Worker(live_store, registry_with(JobType("waits", waits)),
-                    fast_settings(job_lease_seconds=0.3), concurrency=1, burst=True)
+    worker = Worker(
+        live_store,
+        registry_with(JobType("waits", waits)),
+        fast_settings(job_lease_seconds=0.3),
+        concurrency=1,
+        burst=True,
+    )
     thread = threading.Thread(target=worker.run)
     thread.start()
     assert started.wait(10)
@@ -146,8 +155,12 @@ def test_stop_drains_in_flight_and_releases_the_rest(live_store: Store) -> None:
         release_handler.wait(10)  # ignores stop requests on purpose
 
     job_id = enqueue(live_store, "stubborn", "x", max_retries=0)
-    worker = Worker(live_store, registry_with(JobType("stubborn", stubborn)),
-                    fast_settings(shutdown_grace_seconds=0.2), concurrency=1)
+    worker = Worker(
+        live_store,
+        registry_with(JobType("stubborn", stubborn)),
+        fast_settings(shutdown_grace_seconds=0.2),
+        concurrency=1,
+    )
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:

@@ -18,13 +18,33 @@ POLICY = RetryPolicy(base_seconds=2, cap_seconds=3600)
 
 def running(attempt: int = 1, max_retries: int = 3, **kw: object) -> Job:
     job = Job(
-        id=1, job_type="noop", entity_id="e", payload={}, state=JobState.RUNNING,
-        attempt=attempt, budget_start=0, max_retries=max_retries, timeout_seconds=None,
-        next_run_at=T0, lease_owner="w", lease_expires_at=T0, cancel_requested=False,
-        isolate=False, follow_up=False, follow_up_payload=None, correlation_id="c",
-        idempotency_key=None, params_hash="h", lineage_id=1, replay_of_job_id=None,
-        replay_of_attempt_id=None, last_error=None, effect_status=None, created_at=T0,
-        updated_at=T0, finished_at=None,
+        id=1,
+        job_type="noop",
+        entity_id="e",
+        payload={},
+        state=JobState.RUNNING,
+        attempt=attempt,
+        budget_start=0,
+        max_retries=max_retries,
+        timeout_seconds=None,
+        next_run_at=T0,
+        lease_owner="w",
+        lease_expires_at=T0,
+        cancel_requested=False,
+        isolate=False,
+        follow_up=False,
+        follow_up_payload=None,
+        correlation_id="c",
+        idempotency_key=None,
+        params_hash="h",
+        lineage_id=1,
+        replay_of_job_id=None,
+        replay_of_attempt_id=None,
+        last_error=None,
+        effect_status=None,
+        created_at=T0,
+        updated_at=T0,
+        finished_at=None,
     )
     return replace(job, **kw)  # type: ignore[arg-type]
 
@@ -47,8 +67,9 @@ def running(attempt: int = 1, max_retries: int = 3, **kw: object) -> Job:
         (AttemptOutcome.RELEASED, {"attempt": 4}, JobState.PENDING),
     ],
 )
-def test_decision_table(outcome: AttemptOutcome, job_kw: dict[str, object],
-                        state: JobState) -> None:
+def test_decision_table(
+    outcome: AttemptOutcome, job_kw: dict[str, object], state: JobState
+) -> None:
     transition = decide(running(**job_kw), outcome, POLICY)  # type: ignore[arg-type]
     assert transition.state is state
     assert is_legal(JobState.RUNNING, transition.state)

@@ -14,7 +14,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from mocks.control import ServerState, build_app
-from mocks.faults import BILLING_DEFAULT_ENTITIES, Action, Decision, FaultSettings
+from mocks.faults import (
+    BILLING_DEFAULT_ENTITIES,
+    Action,
+    Decision,
+    FaultBudget,
+    FaultSettings,
+)
 from mocks.http import (
     BodyError,
     canonical,
@@ -25,6 +31,7 @@ from mocks.http import (
     not_found,
     read_json,
     validate,
+    work_of,
 )
 from mocks.idempotency import (
     DEFAULT_TTL_SECONDS,
@@ -74,8 +81,10 @@ class BillingState(ServerState):
         *,
         idempotency_ttl_seconds: float = DEFAULT_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        budget: FaultBudget | None = None,
     ) -> None:
-        super().__init__(settings or FaultSettings(entities=dict(BILLING_DEFAULT_ENTITIES)))
+        defaults = FaultSettings(entities=dict(BILLING_DEFAULT_ENTITIES))
+        super().__init__(settings or defaults, budget)
         self.keys = IdempotencyStore(idempotency_ttl_seconds, clock)
         self._lock = threading.Lock()
         self._customers: dict[str, dict[str, Any]] = {}
@@ -194,7 +203,7 @@ def create_billing_app(state: BillingState | None = None) -> FastAPI:
         execute: Callable[[str], Outcome],
     ) -> JSONResponse:
         # Faults first, like a proxy in front of the store: they never become a key's answer.
-        decision = state.faults.decide(route, entity, effectful=True)
+        decision = state.faults.decide(route, entity, effectful=True, work=work_of(request))
         mark_fault(request, decision)
         if (answer := fault_response(decision)) is not None:
             return answer
@@ -206,7 +215,7 @@ def create_billing_app(state: BillingState | None = None) -> FastAPI:
         return lost_response() if decision.lose_response else response
 
     async def read(request: Request, route: str, entity: str) -> JSONResponse | None:
-        decision = state.faults.decide(route, entity)
+        decision = state.faults.decide(route, entity, work=work_of(request))
         mark_fault(request, decision)
         await delay(decision)
         if (answer := fault_response(decision)) is not None:

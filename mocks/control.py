@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from mocks.faults import Behaviour, FaultInjector, FaultSettings
+from mocks.faults import Behaviour, FaultBudget, FaultInjector, FaultSettings
 from mocks.http import BodyError, ObservedMiddleware, read_json, validate
 
 
@@ -19,8 +19,10 @@ class ServerState:
 
     name = "server"
 
-    def __init__(self, settings: FaultSettings | None = None) -> None:
-        self.faults = FaultInjector(settings or FaultSettings())
+    def __init__(
+        self, settings: FaultSettings | None = None, budget: FaultBudget | None = None
+    ) -> None:
+        self.faults = FaultInjector(settings or FaultSettings(), budget)
         self._stats_lock = threading.Lock()
         self._requests: Counter[int] = Counter()
 

@@ -12,8 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mocks import data
 from mocks.control import ServerState, build_app
-from mocks.faults import CRM_DEFAULT_ENTITIES, Action, FaultSettings
-from mocks.http import delay, fault_response, mark_fault, not_found, read_json, validate
+from mocks.faults import CRM_DEFAULT_ENTITIES, Action, FaultBudget, FaultSettings
+from mocks.http import (
+    delay,
+    fault_response,
+    mark_fault,
+    not_found,
+    read_json,
+    validate,
+    work_of,
+)
 
 Kind = Literal["customer", "invoice"]
 _BASE: dict[Kind, Callable[[str], dict[str, Any] | None]] = {
@@ -27,8 +35,10 @@ class CrmState(ServerState):
 
     name = "crm"
 
-    def __init__(self, settings: FaultSettings | None = None) -> None:
-        super().__init__(settings or FaultSettings(entities=dict(CRM_DEFAULT_ENTITIES)))
+    def __init__(
+        self, settings: FaultSettings | None = None, budget: FaultBudget | None = None
+    ) -> None:
+        super().__init__(settings or FaultSettings(entities=dict(CRM_DEFAULT_ENTITIES)), budget)
         self._lock = threading.Lock()
         self._changed: dict[tuple[Kind, str], dict[str, Any]] = {}
 
@@ -88,7 +98,7 @@ def create_crm_app(state: CrmState | None = None) -> FastAPI:
         find: Callable[[str], dict[str, Any] | None],
         invalid: Callable[[str], dict[str, Any]],
     ) -> JSONResponse | None:
-        decision = state.faults.decide(route, record_id)
+        decision = state.faults.decide(route, record_id, work=work_of(request))
         mark_fault(request, decision)
         await delay(decision)
         if (answer := fault_response(decision)) is not None:

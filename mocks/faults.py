@@ -97,16 +97,45 @@ def fault_draw(seed: int, route: str, entity: str, call: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+class FaultBudget:
+    """Injected faults spent per unit of work, shared by every server of one process.
+
+    The unit is the caller's correlation id when it sends one (one job, across all its
+    attempts, entities and both servers), else the entity. So a job that touches an invoice
+    and its customer on CRM and Billing meets at most ``max_faults_per_entity`` injected faults
+    in all, and a healthy job always succeeds within the default retry budget.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._spent: Counter[str] = Counter()
+
+    def try_spend(self, key: str, limit: int) -> bool:
+        with self._lock:
+            if self._spent[key] >= limit:
+                return False
+            self._spent[key] += 1
+            return True
+
+    def refund(self, key: str) -> None:
+        with self._lock:
+            self._spent[key] -= 1
+
+    def clear(self) -> None:
+        with self._lock:
+            self._spent.clear()
+
+
 class FaultInjector:
     """Counts calls per entity and decides, atomically, which of them fail."""
 
-    def __init__(self, settings: FaultSettings) -> None:
+    def __init__(self, settings: FaultSettings, budget: FaultBudget | None = None) -> None:
         self._initial = settings
         self._settings = settings
         self._lock = threading.Lock()
         self._route_calls: Counter[tuple[str, str]] = Counter()
         self._entity_calls: Counter[str] = Counter()
-        self._injected: Counter[str] = Counter()
+        self._budget = budget or FaultBudget()
         self._lost_once: set[str] = set()
 
     @property
@@ -125,11 +154,14 @@ class FaultInjector:
             self._settings = self._initial
             self._route_calls.clear()
             self._entity_calls.clear()
-            self._injected.clear()
+            self._budget.clear()
             self._lost_once.clear()
 
-    def decide(self, route: str, entity: str, *, effectful: bool = False) -> Decision:
-        """Count this call and decide its fate. `effectful` marks writes (lost responses)."""
+    def decide(
+        self, route: str, entity: str, *, effectful: bool = False, work: str | None = None
+    ) -> Decision:
+        """Count this call and decide its fate. `effectful` marks writes (lost responses);
+        `work` is the caller's correlation id, the unit the fault budget is counted in."""
         with self._lock:
             s = self._settings
             self._route_calls[(route, entity)] += 1
@@ -138,7 +170,7 @@ class FaultInjector:
             behaviour = s.entities.get(entity, Behaviour.OK)
             if behaviour is not Behaviour.OK:
                 return self._behave(behaviour, entity, effectful=effectful)
-            return self._draw(route, entity, call, effectful=effectful)
+            return self._draw(route, entity, call, effectful=effectful, work=work or entity)
 
     def _behave(self, behaviour: Behaviour, entity: str, *, effectful: bool) -> Decision:
         s = self._settings
@@ -161,21 +193,21 @@ class FaultInjector:
                 return Decision(lose_response=True)
         return PROCEED
 
-    def _draw(self, route: str, entity: str, call: int, *, effectful: bool) -> Decision:
+    def _draw(self, route: str, entity: str, call: int, *, effectful: bool, work: str) -> Decision:
         s = self._settings
-        if self._injected[entity] >= s.max_faults_per_entity:
-            return PROCEED
+        limit = s.max_faults_per_entity
         # The global rate injects 503s only; 429s come from rate_limited entities, so a run's
         # duration does not depend on Retry-After waits nobody asked for.
         if s.fault_rate > 0 and fault_draw(s.seed, route, entity, call) < s.fault_rate:
-            self._injected[entity] += 1
-            return Decision(Action.UNAVAILABLE)
+            if self._budget.try_spend(work, limit):
+                return Decision(Action.UNAVAILABLE)
+            return PROCEED
         lost_route = f"lost:{route}"
         if (
             effectful
             and s.lost_response_rate > 0
             and fault_draw(s.seed, lost_route, entity, call) < s.lost_response_rate
+            and self._budget.try_spend(work, limit)
         ):
-            self._injected[entity] += 1
             return Decision(lose_response=True)
         return PROCEED

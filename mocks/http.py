@@ -164,3 +164,8 @@ class ObservedMiddleware:
             if fault:
                 fields["fault"] = fault
             self.log.info("request", extra={"fields": fields})
+
+
+def work_of(request: Request) -> str | None:
+    """The caller's unit of work for the fault budget: its correlation id, if it sent one."""
+    return request.headers.get(CORRELATION_HEADER) or None

@@ -17,6 +17,7 @@ from mocks.faults import (
     BILLING_DEFAULT_ENTITIES,
     CRM_DEFAULT_ENTITIES,
     Behaviour,
+    FaultBudget,
     FaultSettings,
 )
 from mocks.idempotency import DEFAULT_TTL_SECONDS
@@ -75,10 +76,13 @@ def serve(
             entities=dict(entities),
         )
 
-    crm = create_crm_app(CrmState(settings(CRM_DEFAULT_ENTITIES)))
+    budget = FaultBudget()  # one job's faults are counted across both servers
+    crm = create_crm_app(CrmState(settings(CRM_DEFAULT_ENTITIES), budget))
     billing = create_billing_app(
         BillingState(
-            settings(BILLING_DEFAULT_ENTITIES), idempotency_ttl_seconds=idempotency_ttl_seconds
+            settings(BILLING_DEFAULT_ENTITIES),
+            idempotency_ttl_seconds=idempotency_ttl_seconds,
+            budget=budget,
         )
     )
     servers = {

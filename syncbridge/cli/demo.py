@@ -28,6 +28,8 @@ from syncbridge.cli.output import table
 from syncbridge.config import load_settings
 from syncbridge.db.engine import make_engine
 from syncbridge.db.queries import Store
+from syncbridge.invariants import run_checks
+from syncbridge.logs import configure_logging
 from syncbridge.plugins import load_registry
 from syncbridge.services import Services
 from syncbridge.states import JobState
@@ -54,7 +56,6 @@ DEMO_SETTINGS = {
     "poll_interval_seconds": 0.05,
     "rescue_interval_seconds": 1.0,
     "shutdown_grace_seconds": 5.0,
-    "log_level": "warning",
 }
 
 
@@ -126,20 +127,23 @@ def mock_servers(fault_rate: float, seed: int) -> Iterator[Mocks]:
 
 
 def _wait_until_settled(store: Store, started: float, timeout: float) -> None:
+    """Show progress (one updating line on a terminal, a line per change otherwise)."""
+    tty = sys.stderr.isatty()
     deadline = time.monotonic() + timeout
+    last = ""
     while time.monotonic() < deadline:
         counts = store.counts_by_state()
-        click.echo(
-            f"\r  {time.monotonic() - started:5.1f}s  "
-            + "  ".join(f"{state}={counts[state]}" for state in counts),
-            nl=False,
-            err=True,
-        )
+        line = "  ".join(f"{state}={counts[state]}" for state in counts)
+        if tty:
+            click.echo(f"\r  {time.monotonic() - started:5.1f}s  {line}", nl=False, err=True)
+        elif line != last:
+            click.echo(f"  {time.monotonic() - started:5.1f}s  {line}", err=True)
+        last = line
         if counts["pending"] == 0 and counts["running"] == 0:
-            click.echo("", err=True)
+            if tty:
+                click.echo("", err=True)
             return
         time.sleep(0.25)
-    click.echo("", err=True)
     raise click.ClickException(f"jobs did not settle within {timeout:.0f}s")
 
 
@@ -159,7 +163,10 @@ def demo(db_file: str, fault_rate: float, seed: int) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     started = time.monotonic()
-    with mock_servers(fault_rate, seed) as mocks:
+    log_path = path.with_name(path.name + ".log")
+    with log_path.open("w") as log_file, mock_servers(fault_rate, seed) as mocks:
+        configure_logging("json", "info", stream=log_file)
+        click.echo(f"worker log (JSON lines): {log_path}", err=True)
         settings = load_settings(
             None,
             database_url=f"sqlite:///{path}",
@@ -241,12 +248,13 @@ def _report(store: Store, mocks: Mocks) -> bool:
     unknown = [key for key in ledger if key not in effects]
     if unknown:
         problems.append(f"ledger rows Billing never applied: {unknown}")
+    problems += [f"{r.code} ({r.title}): {r.violations}" for r in run_checks(store) if not r.ok]
     if problems:
         click.echo("INVARIANT VIOLATED: " + "; ".join(problems), err=True)
         return False
     click.echo(
         f"every Billing effect applied exactly once ({len(effects)} keys); "
-        f"{len(succeeded)} jobs succeeded",
+        f"{len(succeeded)} jobs succeeded; every invariant holds (syncbridge check)",
         err=True,
     )
     return True

@@ -169,12 +169,18 @@ class FaultInjector:
             call = self._route_calls[(route, entity)]
             behaviour = s.entities.get(entity, Behaviour.OK)
             if behaviour is not Behaviour.OK:
-                return self._behave(behaviour, entity, effectful=effectful)
+                return self._behave(behaviour, entity, effectful=effectful, work=work or entity)
             return self._draw(route, entity, call, effectful=effectful, work=work or entity)
 
-    def _behave(self, behaviour: Behaviour, entity: str, *, effectful: bool) -> Decision:
+    def _behave(self, behaviour: Behaviour, entity: str, *, effectful: bool, work: str) -> Decision:
         s = self._settings
-        early = self._entity_calls[entity] <= FLAKY_CALLS
+        # Transient behaviours spend the same budget as random faults, so a job that meets
+        # both (a flaky customer behind an unlucky invoice) still succeeds within its retries.
+        early = (
+            behaviour in (Behaviour.FLAKY, Behaviour.RATE_LIMITED)
+            and self._entity_calls[entity] <= FLAKY_CALLS
+            and self._budget.try_spend(work, s.max_faults_per_entity)
+        )
         match behaviour:
             case Behaviour.FLAKY if early:
                 return Decision(Action.UNAVAILABLE)

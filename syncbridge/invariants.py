@@ -109,8 +109,8 @@ def run_checks(store: Store, lease_grace_seconds: float = 30.0) -> list[CheckRes
         ),
         (
             "INV_008",
-            "no follow-up is lost: a succeeded job has no unconsumed follow-up",
-            select(jobs.c.id).where(jobs.c.state == JobState.SUCCEEDED, jobs.c.follow_up.is_(True)),
+            "no follow-up is lost: a finished job has no unconsumed follow-up",
+            select(jobs.c.id).where(jobs.c.state.in_(TERMINAL), jobs.c.follow_up.is_(True)),
         ),
         (
             "INV_009",

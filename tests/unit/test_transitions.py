@@ -65,6 +65,7 @@ def running(attempt: int = 1, max_retries: int = 3, **kw: object) -> Job:
         (AttemptOutcome.LEASE_EXPIRED, {"attempt": 4}, JobState.DEAD),
         (AttemptOutcome.CANCELLED, {}, JobState.CANCELLED),
         (AttemptOutcome.RELEASED, {"attempt": 4}, JobState.PENDING),
+        (AttemptOutcome.RELEASED, {"cancel_requested": True}, JobState.CANCELLED),
     ],
 )
 def test_decision_table(
@@ -90,9 +91,11 @@ def test_budget_counts_from_the_last_manual_retry() -> None:
     )
 
 
-def test_follow_up_only_on_success() -> None:
+def test_follow_up_on_every_terminal_end_not_on_retry() -> None:
     assert decide(running(follow_up=True), AttemptOutcome.SUCCEEDED, POLICY).enqueue_follow_up
     assert not decide(running(follow_up=True), AttemptOutcome.ERROR, POLICY).enqueue_follow_up
+    assert decide(running(follow_up=True), AttemptOutcome.FAILED, POLICY).enqueue_follow_up
+    assert decide(running(follow_up=True, attempt=4), AttemptOutcome.ERROR, POLICY).enqueue_follow_up
 
 
 def test_legal_moves_are_the_contract() -> None:

@@ -95,7 +95,9 @@ def test_follow_up_on_every_terminal_end_not_on_retry() -> None:
     assert decide(running(follow_up=True), AttemptOutcome.SUCCEEDED, POLICY).enqueue_follow_up
     assert not decide(running(follow_up=True), AttemptOutcome.ERROR, POLICY).enqueue_follow_up
     assert decide(running(follow_up=True), AttemptOutcome.FAILED, POLICY).enqueue_follow_up
-    assert decide(running(follow_up=True, attempt=4), AttemptOutcome.ERROR, POLICY).enqueue_follow_up
+    assert decide(
+        running(follow_up=True, attempt=4), AttemptOutcome.ERROR, POLICY
+    ).enqueue_follow_up
 
 
 def test_legal_moves_are_the_contract() -> None:

@@ -126,7 +126,7 @@ def test_a_2xx_that_is_not_a_json_object_is_transient(
     mock: respx.MockRouter, client: UpstreamClient, body: str
 ) -> None:
     mock.get("/customers/c_1").respond(200, text=body)
-    with pytest.raises(UpstreamUnavailable, match="non-JSON|JSON object"):
+    with pytest.raises(UpstreamUnavailable, match=r"non-JSON|JSON object"):
         client.get_json("/customers/c_1")
 
 

@@ -134,5 +134,11 @@ def store(engine: Engine, clock: FakeClock) -> Store:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Any test that uses the database runs once per backend."""
-    if "database_url" in metafunc.fixturenames and "backend" not in metafunc.fixturenames:
+    if "database_url" not in metafunc.fixturenames:
+        return
+    explicit = any(
+        "database_url" in str(marker.args[0])
+        for marker in metafunc.definition.iter_markers("parametrize")
+    )
+    if not explicit:
         metafunc.parametrize("database_url", BACKENDS, indirect=True, scope="module")

@@ -2,21 +2,29 @@
 the mapping of transport errors and statuses to the typed errors of :mod:`syncbridge.errors`.
 
 Every call sends ``X-Correlation-ID`` (when bound) and ``Idempotency-Key`` (when given).
-Entity ids are URL-quoted into paths, so hostile ids cannot change the route.
+Entity ids go into paths through :func:`segment`, so hostile ids cannot change the route.
+
+Mapping (every message names upstream, method, path and status): timeout or connect error ->
+``UpstreamTimeout``; other transport error (dropped connection, bad encoding), 5xx, a redirect
+(never followed) and 409 "request in progress" -> ``UpstreamUnavailable``; 408 ->
+``UpstreamTimeout``; 429 -> ``UpstreamRateLimited(retry_after=...)``; 401/403 ->
+``UpstreamAuthError``; 404 -> ``NotFound``; 400, 422 and any other 4xx -> ``ValidationError``
+(the same request cannot succeed later); another 409 is returned by ``request()`` for the caller
+to interpret; a 2xx that is not a JSON object -> ``UpstreamUnavailable`` (see ``json_body``).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from syncbridge.clock import Clock, SystemClock
+from syncbridge.clock import Clock, SystemClock, utc
 from syncbridge.config import Settings
 from syncbridge.errors import (
     NotFound,
@@ -28,37 +36,40 @@ from syncbridge.errors import (
 )
 from syncbridge.retry import RETRY_AFTER_CAP_SECONDS
 
+# The metrics seam: ``on_response(upstream, method, status, seconds)`` after every request;
+# ``status`` is None when no response came back (transport error). No-op unless given.
 ResponseHook = Callable[[str, str, int | None, float], None]
 IN_PROGRESS = "request in progress"
 
 
 def segment(value: str) -> str:
     """One path segment: every reserved character quoted, ``/`` and ``..`` included."""
+    if not value:
+        raise ValidationError("an empty id cannot name an upstream resource")
     quoted = quote(value, safe="")
     return quoted.replace(".", "%2E") if quoted in {".", ".."} else quoted
 
 
 def parse_retry_after(value: str | None, clock: Clock) -> float | None:
-    """``Retry-After`` as delta-seconds or an HTTP date; None when absent or garbage."""
-    if not value:
-        return None
-    value = value.strip()
+    """``Retry-After`` as delta-seconds or an HTTP date, capped at an hour; None when absent or
+    garbage (the engine's own backoff applies then)."""
+    value = (value or "").strip()
     try:
         seconds = float(value)
     except ValueError:
         try:
-            when: datetime = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = (when - clock.now()).total_seconds()
-    if seconds != seconds:  # NaN
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None  # "" lands here too
+        seconds = (utc(when) - clock.now()).total_seconds()  # "-0000" dates are naive: UTC
+    if not math.isfinite(seconds):
         return None
     return min(max(seconds, 0.0), RETRY_AFTER_CAP_SECONDS)
 
 
 class UpstreamClient:
+    """One upstream. :meth:`bind` makes cheap per-job copies sharing the pooled client."""
+
     def __init__(
         self,
         name: str,
@@ -110,7 +121,7 @@ class UpstreamClient:
     ) -> httpx.Response:
         """Send one request; raise the typed error its outcome maps to. A 409 other than
         "request in progress" is returned: what it means is the caller's business."""
-        headers = {}
+        headers: dict[str, str] = {}
         if self.correlation_id:
             headers["X-Correlation-ID"] = self.correlation_id
         if idempotency_key:
@@ -121,12 +132,46 @@ class UpstreamClient:
             response = self._client.request(method, path, json=json, params=params, headers=headers)
         except (httpx.TimeoutException, httpx.ConnectError) as exc:
             self._observe(method, None, started)
-            raise UpstreamTimeout(f"{where}: {type(exc).__name__}: {exc}") from exc
-        except httpx.TransportError as exc:  # dropped connection, protocol error
+            raise UpstreamTimeout(f"{where}: no response: {type(exc).__name__}: {exc}") from exc
+        except httpx.RequestError as exc:  # dropped connection, protocol or decoding error
             self._observe(method, None, started)
-            raise UpstreamUnavailable(f"{where}: {type(exc).__name__}: {exc}") from exc
+            raise UpstreamUnavailable(f"{where}: no response: {type(exc).__name__}: {exc}") from exc
         self._observe(method, response.status_code, started)
         return self._check(response, where)
+
+    def get_json(self, path: str, *, params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        return self._object(self.request("GET", path, params=params), f"GET {path}")
+
+    def send_json(
+        self, method: str, path: str, body: Any, *, idempotency_key: str | None
+    ) -> dict[str, Any]:
+        response = self.request(method, path, json=body, idempotency_key=idempotency_key)
+        return self._object(response, f"{method} {path}")
+
+    def _object(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        # A 409 nobody interprets is terminal; callers that understand one use request().
+        if response.status_code == 409:
+            detail = _detail(response)
+            raise ValidationError(f"{self.name} {what} -> 409: {detail}", http_status=409)
+        return self.json_body(response, what)
+
+    def json_body(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        """The body as a JSON object; a 204 is an empty one. A 2xx that is not a JSON object
+        (an HTML error page a proxy sent with 200, a truncated body, a list) is treated as
+        *transient*, UpstreamUnavailable: the service behind the proxy is not answering, and
+        the retry carries the same idempotency key, so retrying an effect is safe."""
+        if response.status_code == 204:
+            return {}
+        try:
+            value = response.json()
+        except ValueError:
+            got = f"a non-JSON body: {response.text[:80]!r}"
+        else:
+            if isinstance(value, dict):
+                return value
+            got = f"expected a JSON object, got {type(value).__name__}"
+        where = f"{self.name} {what} -> {response.status_code}"
+        raise UpstreamUnavailable(f"{where}: {got}", http_status=response.status_code)
 
     def _observe(self, method: str, status: int | None, started: float) -> None:
         if self._on_response is not None:
@@ -134,15 +179,20 @@ class UpstreamClient:
 
     def _check(self, response: httpx.Response, where: str) -> httpx.Response:
         status = response.status_code
-        if status < 400:
+        if 200 <= status < 300:
             return response
         detail = _detail(response)
         message = f"{where} -> {status}: {detail}"
+        if status < 400:  # a redirect, never followed: a misconfigured URL or a confused proxy
+            location = response.headers.get("Location", "")
+            raise UpstreamUnavailable(f"{message} (redirect to {location!r})", http_status=status)
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"), self._clock)
             raise UpstreamRateLimited(message, retry_after=retry_after)
         if status >= 500:
             raise UpstreamUnavailable(message, http_status=status)
+        if status == 408:
+            raise UpstreamTimeout(message, http_status=status)
         if status == 409:
             if IN_PROGRESS in detail.lower():
                 raise UpstreamUnavailable(message, http_status=status)
@@ -151,36 +201,7 @@ class UpstreamClient:
             raise UpstreamAuthError(message, http_status=status)
         if status == 404:
             raise NotFound(message, http_status=status)
-        if status in (400, 422):
-            raise ValidationError(message, http_status=status)
-        raise ValidationError(message, http_status=status)
-
-    def get_json(self, path: str, *, params: Mapping[str, str] | None = None) -> dict[str, Any]:
-        return self.json_body(self.request("GET", path, params=params), f"GET {path}")
-
-    def send_json(
-        self, method: str, path: str, body: Any, *, idempotency_key: str | None
-    ) -> dict[str, Any]:
-        response = self.request(method, path, json=body, idempotency_key=idempotency_key)
-        return self.json_body(response, f"{method} {path}")
-
-    def json_body(self, response: httpx.Response, what: str) -> dict[str, Any]:
-        """The body as a JSON object. A 2xx that is not one (an HTML error page from a proxy,
-        a truncated body) is treated as transient: the upstream behind it is not answering."""
-        try:
-            value = response.json()
-        except ValueError:
-            snippet = response.text[:80].replace("\n", " ")
-            raise UpstreamUnavailable(
-                f"{self.name} {what}: {response.status_code} with a non-JSON body: {snippet!r}",
-                http_status=response.status_code,
-            ) from None
-        if not isinstance(value, dict):
-            raise UpstreamUnavailable(
-                f"{self.name} {what}: expected a JSON object, got {type(value).__name__}",
-                http_status=response.status_code,
-            )
-        return value
+        raise ValidationError(message, http_status=status)  # 400, 422, and any other 4xx
 
 
 def _detail(response: httpx.Response) -> str:
@@ -198,6 +219,7 @@ def build_upstreams(
     transports: Mapping[str, httpx.BaseTransport] | None = None,
     on_response: ResponseHook | None = None,
 ) -> dict[str, UpstreamClient]:
+    """``{"crm": ..., "billing": ...}``; ``transports`` (tests) by upstream name."""
     transports = transports or {}
     urls = {"crm": settings.crm_url, "billing": settings.billing_url}
     return {
@@ -218,7 +240,7 @@ def find_invoice_by_external_id(billing: UpstreamClient, external_id: str) -> di
     body = billing.get_json("/invoices", params={"external_id": external_id})
     items = body.get("items")
     if not isinstance(items, list):
-        raise UpstreamUnavailable(f"billing GET /invoices: no item list in {str(body)[:80]}")
+        raise UpstreamUnavailable(f"billing GET /invoices -> no item list in {str(body)[:80]}")
     for item in items:
         if isinstance(item, dict) and item.get("external_id") == external_id:
             return item

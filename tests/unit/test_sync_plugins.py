@@ -128,3 +128,15 @@ def test_invoice_validation_names_the_field(
     run = run_job(job_type(register_invoice), "i_1")
     assert run.job.state == "failed"
     assert run.job.last_error is not None and f"'{field}'" in run.job.last_error["message"]
+
+
+def test_an_older_customer_write_is_superseded_not_applied(upstreams: respx.MockRouter) -> None:
+    """Billing refuses a version older than the one it holds (a stale worker's late write):
+    the job succeeds, applies nothing and records no effect."""
+    upstreams.get("http://crm.test/customers/c_1").respond(json=CUSTOMER)
+    put = upstreams.put("http://billing.test/customers/c_1").respond(
+        409, json={"detail": "stale version", "current_version": 5}
+    )
+    run = run_job(job_type(register_customer), "c_1")
+    assert put.calls.last.request.read() and b'"version":1' in put.calls.last.request.read()
+    assert run.job.state == "succeeded" and run.ledger == []

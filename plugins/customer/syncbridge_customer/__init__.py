@@ -1,4 +1,10 @@
-"""syncbridge plugin: the ``customer`` job type (CRM customer → Billing customer)."""
+"""syncbridge plugin: the ``customer`` job type (CRM customer → Billing customer, upsert).
+
+The entity id is a CRM customer id. The handler reads ``GET {crm}/customers/{id}``, validates
+the record, and upserts it with ``PUT {billing}/customers/{id}`` carrying an ``Idempotency-Key``
+that is the same for every attempt, recovery and replay of the job's lineage sending that body.
+It never touches syncbridge's database: it returns the applied effect, and the engine records it.
+"""
 
 from __future__ import annotations
 
@@ -11,52 +17,71 @@ from syncbridge.errors import UpstreamUnavailable
 from syncbridge.hookspecs import hookimpl
 from syncbridge.upstream import segment
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# One "@", nothing blank, and a dot inside the domain (not first, not last).
+EMAIL = re.compile(r"^[^@\s]+@[^@\s.][^@\s]*\.[^@\s]*[^@\s.]$")
+
+
+def _invalid(customer_id: str, field: str, problem: str) -> ValidationError:
+    return ValidationError(f"CRM customer {customer_id!r}: field {field!r} {problem}", field=field)
 
 
 def validate_customer(record: dict[str, Any], customer_id: str) -> dict[str, Any]:
-    """The Billing body for a CRM customer record; ValidationError names the bad field."""
+    """The Billing body for a CRM customer record; a ValidationError names the bad field."""
     if record.get("id") != customer_id:
-        raise ValidationError(
-            f"field 'id': CRM returned {record.get('id')!r} for {customer_id!r}", field="id"
-        )
+        raise _invalid(customer_id, "id", f"does not match the entity: {record.get('id')!r}")
     name = record.get("name")
     if not isinstance(name, str) or not name.strip():
-        raise ValidationError(
-            f"field 'name': must be a non-empty string, got {name!r}", field="name"
-        )
+        raise _invalid(customer_id, "name", f"must be a non-empty string, got {name!r}")
     email = record.get("email")
     if not isinstance(email, str) or not EMAIL.match(email):
-        raise ValidationError(f"field 'email': not an email address: {email!r}", field="email")
+        raise _invalid(customer_id, "email", f"is not an email address: {email!r}")
     country = record.get("country")
     if country is not None and not isinstance(country, str):
-        raise ValidationError(
-            f"field 'country': must be a string, got {country!r}", field="country"
-        )
+        raise _invalid(customer_id, "country", f"must be a string, got {country!r}")
     version = record.get("version")
     if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
-        raise ValidationError(
-            f"field 'version': must be an integer, got {version!r}", field="version"
-        )
-    return {"name": name, "email": email, "country": country, "crm_version": version}
+        raise _invalid(customer_id, "version", f"must be an integer, got {version!r}")
+    # ``version`` lets Billing refuse a write older than the one it holds (a stale worker).
+    return {"name": name, "email": email, "country": country, "version": version}
 
 
-def upsert_customer(ctx: JobContext, customer_id: str) -> AppliedEffect:
-    """Read the customer from the CRM and upsert it into Billing. Public: the invoice plugin
-    (which depends on this distribution) uses it to make sure an invoice's customer exists."""
-    record = ctx.upstream("crm").get_json(f"/customers/{segment(customer_id)}")
-    body = validate_customer(record, customer_id)
+def stop_if_requested(ctx: JobContext, before: str) -> None:
+    """Stop between upstream calls when the engine asked (cancel, lost lease, timeout). The
+    error is retryable: the engine records the right outcome for the reason it asked."""
     if ctx.cancel_requested:
-        raise UpstreamUnavailable(f"stopped before the Billing call: {ctx.stop_reason}")
-    key = ctx.effect_key("upsert_customer", {"id": customer_id, **body})
-    ctx.upstream("billing").send_json(
-        "PUT", f"/customers/{segment(customer_id)}", body, idempotency_key=key
-    )
-    return AppliedEffect(effect_key=key, upstream="billing", upstream_ref=customer_id)
+        raise UpstreamUnavailable(f"stopped before {before}: {ctx.stop_reason or 'requested'}")
 
 
 def sync_customer(ctx: JobContext) -> Success:
-    return Success(effect=upsert_customer(ctx, ctx.entity_id))
+    customer_id = ctx.entity_id
+    record = ctx.upstream("crm").get_json(f"/customers/{segment(customer_id)}")
+    body = validate_customer(record, customer_id)
+    stop_if_requested(ctx, "PUT /customers")
+    # The target id is hashed with the body: the key names the whole request, path included.
+    key = ctx.effect_key("upsert_customer", {"id": customer_id, **body})
+    if not put_customer(ctx, customer_id, body, key):
+        return Success()  # superseded: Billing already holds a newer version; nothing applied
+    return Success(
+        effect=AppliedEffect(effect_key=key, upstream="billing", upstream_ref=customer_id)
+    )
+
+
+def put_customer(ctx: JobContext, customer_id: str, body: dict[str, Any], key: str) -> bool:
+    """Upsert into Billing; False when Billing refused it as older than what it holds."""
+    billing = ctx.upstream("billing")
+    path = f"/customers/{segment(customer_id)}"
+    response = billing.request("PUT", path, json=body, idempotency_key=key)
+    if response.status_code != 409:
+        return True
+    answer = billing.json_body(response, f"PUT {path}")
+    if answer.get("detail") != "stale version":
+        raise ValidationError(f"billing PUT {path} -> 409: {answer}", http_status=409)
+    ctx.log.info(
+        "customer_write_superseded",
+        version=body.get("version"),
+        current_version=answer.get("current_version"),
+    )
+    return False
 
 
 @hookimpl

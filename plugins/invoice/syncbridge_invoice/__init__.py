@@ -1,50 +1,55 @@
 """syncbridge plugin: the ``invoice`` job type (CRM invoice → Billing invoice, at most once).
 
-Two layers keep it at most once: the idempotency key covers retries of the same request (the
-same body), Billing's natural key (``external_id``, the CRM invoice id) covers everything else.
+The entity id is a CRM invoice id. Two layers keep the invoice single: the idempotency key
+covers retries of the same request (same lineage, same body); Billing's natural key
+(``external_id``, the CRM invoice id, kept unique) covers everything else, e.g. a retry after
+the CRM record changed: its 409 "duplicate external_id" means "already applied".
+
+Self-contained on purpose: it depends on ``syncbridge`` only, so it carries its own (minimal)
+customer upsert instead of importing the ``customer`` plugin.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
-
-from syncbridge_customer import upsert_customer
+from typing import Any, TypeGuard
 
 from syncbridge import AppliedEffect, JobContext, JobType, Success, ValidationError
 from syncbridge.errors import UpstreamUnavailable
 from syncbridge.hookspecs import hookimpl
-from syncbridge.upstream import find_invoice_by_external_id, segment
+from syncbridge.upstream import UpstreamClient, find_invoice_by_external_id, segment
 
 CURRENCY = re.compile(r"^[A-Z]{3}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s.][^@\s]*\.[^@\s]*[^@\s.]$")
+DUPLICATE = "duplicate external_id"
+
+
+def _invalid(what: str, field: str, problem: str) -> ValidationError:
+    return ValidationError(f"{what}: field {field!r} {problem}", field=field)
+
+
+def _int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def validate_invoice(record: dict[str, Any], invoice_id: str) -> dict[str, Any]:
-    """The Billing body for a CRM invoice; ValidationError names the bad field."""
+    """The Billing body for a CRM invoice; a ValidationError names the bad field."""
+    what = f"CRM invoice {invoice_id!r}"
     if record.get("id") != invoice_id:
-        raise ValidationError(
-            f"field 'id': CRM returned {record.get('id')!r} for {invoice_id!r}", field="id"
-        )
+        raise _invalid(what, "id", f"does not match the entity: {record.get('id')!r}")
     customer_id = record.get("customer_id")
     if not isinstance(customer_id, str) or not customer_id:
-        raise ValidationError(
-            f"field 'customer_id': must be a non-empty string, got {customer_id!r}",
-            field="customer_id",
-        )
+        raise _invalid(what, "customer_id", f"must be a non-empty string, got {customer_id!r}")
     amount = record.get("amount_cents")
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
-        raise ValidationError(
-            f"field 'amount_cents': must be an integer >= 0, got {amount!r}", field="amount_cents"
-        )
+    if not _int(amount) or amount < 0:
+        raise _invalid(what, "amount_cents", f"must be an integer >= 0, got {amount!r}")
     currency = record.get("currency")
     if not isinstance(currency, str) or not CURRENCY.match(currency):
-        raise ValidationError(
-            f"field 'currency': must be 3 upper-case letters, got {currency!r}", field="currency"
-        )
+        raise _invalid(what, "currency", f"must be 3 upper-case letters, got {currency!r}")
     description = record.get("description") or ""
     if not isinstance(description, str):
-        raise ValidationError("field 'description': must be a string", field="description")
+        raise _invalid(what, "description", f"must be a string, got {description!r}")
     return {
         "external_id": invoice_id,
         "customer_id": customer_id,
@@ -54,25 +59,66 @@ def validate_invoice(record: dict[str, Any], invoice_id: str) -> dict[str, Any]:
     }
 
 
+def validate_customer(record: dict[str, Any], customer_id: str) -> dict[str, Any]:
+    """The Billing body for the invoice's CRM customer; fields are named ``customer.<field>``."""
+    what = f"CRM customer {customer_id!r}"
+    name, email, country, version = (record.get(f) for f in ("name", "email", "country", "version"))
+    if record.get("id") != customer_id:
+        raise _invalid(what, "customer.id", f"does not match: {record.get('id')!r}")
+    if not isinstance(name, str) or not name.strip():
+        raise _invalid(what, "customer.name", f"must be a non-empty string, got {name!r}")
+    if not isinstance(email, str) or not EMAIL.match(email):
+        raise _invalid(what, "customer.email", f"is not an email address: {email!r}")
+    if country is not None and not isinstance(country, str):
+        raise _invalid(what, "customer.country", f"must be a string, got {country!r}")
+    if version is not None and not _int(version):
+        raise _invalid(what, "customer.version", f"must be an integer, got {version!r}")
+    return {"name": name, "email": email, "country": country, "version": version}
+
+
+def _stop_if_requested(ctx: JobContext, before: str) -> None:
+    if ctx.cancel_requested:  # cancel, lost lease or timeout: stop between calls (retryable)
+        raise UpstreamUnavailable(f"stopped before {before}: {ctx.stop_reason or 'requested'}")
+
+
+def _ensure_customer(
+    ctx: JobContext, crm: UpstreamClient, billing: UpstreamClient, customer_id: str
+) -> None:
+    """Upsert the invoice's customer into Billing, with its own idempotency key."""
+    record = crm.get_json(f"/customers/{segment(customer_id)}")
+    body = validate_customer(record, customer_id)
+    _stop_if_requested(ctx, "PUT /customers")
+    key = ctx.effect_key("upsert_customer", {"id": customer_id, **body})
+    path = f"/customers/{segment(customer_id)}"
+    response = billing.request("PUT", path, json=body, idempotency_key=key)
+    if response.status_code == 409:
+        answer = billing.json_body(response, f"PUT {path}")
+        # "stale version": Billing already holds a newer customer; the invoice can go ahead.
+        if answer.get("detail") != "stale version":
+            raise ValidationError(f"billing PUT {path} -> 409: {answer}", http_status=409)
+
+
 def sync_invoice(ctx: JobContext) -> Success:
-    record = ctx.upstream("crm").get_json(f"/invoices/{segment(ctx.entity_id)}")
+    crm, billing = ctx.upstream("crm"), ctx.upstream("billing")
+    record = crm.get_json(f"/invoices/{segment(ctx.entity_id)}")
     body = validate_invoice(record, ctx.entity_id)
-    upsert_customer(ctx, body["customer_id"])
-    if ctx.cancel_requested:
-        raise UpstreamUnavailable(f"stopped before creating the invoice: {ctx.stop_reason}")
+    _stop_if_requested(ctx, "reading the customer")
+    _ensure_customer(ctx, crm, billing, body["customer_id"])
+    _stop_if_requested(ctx, "POST /invoices")
     key = ctx.effect_key("create_invoice", body)
-    billing = ctx.upstream("billing")
     response = billing.request("POST", "/invoices", json=body, idempotency_key=key)
     answer = billing.json_body(response, "POST /invoices")
     if response.status_code == 409:
         existing = answer.get("existing_id")
-        if answer.get("detail") != "duplicate external_id" or not isinstance(existing, str):
+        if answer.get("detail") != DUPLICATE or not isinstance(existing, str) or not existing:
             raise ValidationError(f"billing POST /invoices -> 409: {answer}", http_status=409)
-        ctx.log.info("invoice_already_applied", existing_id=existing)
+        # Billing already holds this CRM invoice (an earlier attempt or lineage made it): the
+        # effect is applied. Its amount is Billing's, not necessarily this body's.
+        ctx.log.info("invoice_already_applied", external_id=ctx.entity_id, existing_id=existing)
         return Success(effect=AppliedEffect(key, "billing", existing))
     invoice_id = answer.get("id")
-    if not isinstance(invoice_id, str):
-        raise UpstreamUnavailable(f"billing POST /invoices: no invoice id in {answer}")
+    if not isinstance(invoice_id, str) or not invoice_id:
+        raise UpstreamUnavailable(f"billing POST /invoices -> {response.status_code}: no id")
     return Success(effect=AppliedEffect(key, "billing", invoice_id))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -18,8 +19,41 @@ EXIT_USAGE = 2
 EXIT_DATABASE = 3
 
 
+# Where each command lives. Modules are imported only for the command being run (and all of
+# them for --help), so `syncbridge enqueue` does not pay for the API server or the benchmarks.
+COMMAND_MODULES = {
+    "migrate": "worker",
+    "worker": "worker",
+    "enqueue": "jobs",
+    "jobs": "jobs",
+    "dlq": "jobs",
+    "replay": "jobs",
+    "retry": "jobs",
+    "cancel": "jobs",
+    "plugins": "jobs",
+    "check": "ops",
+    "reconcile": "ops",
+    "prune": "ops",
+    "demo": "demo",
+    "stats": "stats",
+    "serve": "serve",
+    "bench": "bench",
+    "mocks": "mocks_cmd",
+}
+
+
 class Group(click.Group):
-    """Turns the engine's refusals into one-line errors with the documented exit codes."""
+    """Loads commands on demand, and turns the engine's refusals into one-line errors with the
+    documented exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMAND_MODULES.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"syncbridge.cli.{module}")  # registers via @cli.command
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -55,7 +89,4 @@ def cli(ctx: click.Context, database_url: str | None, config_file: str | None) -
 
 
 def main() -> None:
-    # Commands register themselves on import; imported here so that `--help` lists them all.
-    from syncbridge.cli import demo, jobs, ops, worker  # noqa: F401
-
     cli(prog_name="syncbridge")

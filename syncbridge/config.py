@@ -7,6 +7,7 @@ turns a validation failure into one line that names the offending setting.
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +24,10 @@ ENV_PREFIX = "SYNCBRIDGE_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+    # allow_inf_nan=False: "inf" passes gt=0 yet breaks every timedelta made from it.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", frozen=True, allow_inf_nan=False
+    )
 
     database_url: str = "sqlite:///./syncbridge.db"
     job_max_retries_default: int = Field(3, ge=0, le=1000)
@@ -91,6 +95,8 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **flags: An
         return _Settings(**{key: value for key, value in flags.items() if value is not None})
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {toml_path} is not valid TOML: {exc}") from None
 
 
 def _describe(exc: ValidationError) -> str:

@@ -3,9 +3,10 @@ validation that keeps bad requests out of the database."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from syncbridge.config import Settings
@@ -16,7 +17,9 @@ from syncbridge.plugins import Registry
 
 ENTITY_ID_MAX = 255
 KEY_MAX = 255
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL and C1 (``\x9b`` is a one-byte terminal CSI); lone surrogates are not text at all.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def validate_text(name: str, value: str, limit: int) -> str:
@@ -26,6 +29,8 @@ def validate_text(name: str, value: str, limit: int) -> str:
         raise InvalidInput(f"{name} is {len(value)} characters long; the limit is {limit}")
     if _CONTROL.search(value):
         raise InvalidInput(f"{name} must not contain control characters")
+    if _SURROGATE.search(value):
+        raise InvalidInput(f"{name} must be valid UTF-8 text")
     return value
 
 
@@ -76,6 +81,10 @@ class Services:
             payload = {}
         if not isinstance(payload, dict):
             raise InvalidInput("payload must be a JSON object")
+        try:
+            json.dumps(payload, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"payload must be plain JSON (no NaN or Infinity): {exc}") from None
         if idempotency_key is not None:
             validate_text("idempotency key", idempotency_key, KEY_MAX)
         if correlation_id is not None:
@@ -88,6 +97,11 @@ class Services:
             raise InvalidInput("max retries must be between 0 and 1000")
         if run_at is not None and run_at.tzinfo is None:
             raise InvalidInput("run-at needs a time zone offset (for example 2030-01-01T00:00Z)")
+        if run_at is not None:
+            try:
+                run_at = run_at.astimezone(UTC)
+            except OverflowError:
+                raise InvalidInput(f"run-at {run_at.isoformat()} is out of range") from None
         timeout = int(kind.timeout_seconds) if kind.timeout_seconds else None
         return EnqueueRequest(
             job_type=job_type,

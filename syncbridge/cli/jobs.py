@@ -26,6 +26,8 @@ def _payload(text: str | None) -> Any:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"--payload is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("--payload is nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidInput("--payload must be a JSON object")
     return value
@@ -148,7 +150,7 @@ def jobs() -> None:
 @click.option("--job-type")
 @click.option("--entity-id")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--cursor", type=click.IntRange(1), help="next_cursor of the previous page.")
+@click.option("--cursor", type=JOB_ID, help="next_cursor of the previous page.")
 @json_flag
 @pass_app
 def jobs_list(
@@ -253,7 +255,7 @@ def dlq_list(app: App, job_type: str | None, as_json: bool) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Every dead job matching the filters.")
 @click.option("--job-type")
 @click.option("--error-class")
-@click.option("--limit", type=click.IntRange(1))
+@click.option("--limit", type=click.IntRange(1, 2**63 - 1))
 @click.option("--dry-run", is_flag=True, help="Say what would be replayed; change nothing.")
 @json_flag
 @pass_app

@@ -19,7 +19,7 @@ pass_app = click.make_pass_decorator(App)
 @cli.command()
 @click.option(
     "--lease-grace",
-    type=click.FloatRange(0),
+    type=click.FloatRange(0, 86_400),
     default=30.0,
     show_default=True,
     help="Seconds an expired lease may stay unrecovered while a worker is alive.",
@@ -61,7 +61,7 @@ def check(app: App, lease_grace: float, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--limit", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def reconcile(app: App, limit: int, as_json: bool) -> None:

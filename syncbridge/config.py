@@ -48,7 +48,7 @@ class Settings(BaseSettings):
 
     @property
     def plugin_filter(self) -> list[str] | None:
-        if not self.plugins:
+        if self.plugins is None or self.plugins == "":  # unset, or set to nothing: all
             return None
         return [name.strip() for name in self.plugins.split(",") if name.strip()]
 

@@ -38,6 +38,8 @@ def load_registry(
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     available = {ep.name: ep for ep in entry_points(group=hookspecs.PROJECT_NAME)}
+    if only is not None and not only:
+        raise PluginError("SYNCBRIDGE_PLUGINS names no plugin; unset it to load all")
     if only is not None:
         missing = sorted(set(only) - set(available))
         if missing:

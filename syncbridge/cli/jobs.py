@@ -221,17 +221,21 @@ def jobs_show(app: App, job_id: int, as_json: bool) -> None:
 def dlq(ctx: click.Context, job_type: str | None, as_json: bool) -> None:
     """Dead jobs with their final error snapshot (`dlq list`)."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(dlq_list, job_type=job_type, as_json=as_json)
+        ctx.invoke(dlq_list, job_type=job_type, limit=200, cursor=None, as_json=as_json)
 
 
 @dlq.command("list")
 @click.option("--job-type")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=200, show_default=True)
+@click.option("--cursor", type=JOB_ID, help="next_cursor of the previous page.")
 @json_flag
 @pass_app
-def dlq_list(app: App, job_type: str | None, as_json: bool) -> None:
-    dead = app.store.dlq(job_type)
+def dlq_list(app: App, job_type: str | None, limit: int, cursor: int | None, as_json: bool) -> None:
+    found = app.store.dlq(job_type, limit + 1, before_id=cursor)
+    dead, more = found[:limit], len(found) > limit
+    next_cursor = dead[-1].id if more and dead else None
     if as_json:
-        emit_list([job.to_dict() for job in dead])
+        emit_list([job.to_dict() for job in dead], next_cursor)
         return
     table(
         ("id", "type", "entity", "attempts", "error", "effect", "finished"),
@@ -248,6 +252,8 @@ def dlq_list(app: App, job_type: str | None, as_json: bool) -> None:
             for j in dead
         ],
     )
+    if next_cursor:
+        click.echo(f"more: --cursor {next_cursor}", err=True)
 
 
 @cli.command()

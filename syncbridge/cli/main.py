@@ -60,9 +60,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except Refused as exc:
             _fail(str(exc), EXIT_REFUSED)
-        except (PluginError, ValueError) as exc:
+        except ValueError as exc:
             _fail(str(exc), EXIT_REFUSED)
-        except ConfigError as exc:
+        except (ConfigError, PluginError) as exc:  # a bad setting, SYNCBRIDGE_PLUGINS included
             _fail(str(exc), EXIT_USAGE)
         except DatabaseNotReady as exc:
             _fail(str(exc), EXIT_DATABASE)

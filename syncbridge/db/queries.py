@@ -67,10 +67,15 @@ class Store(BulkStore):
             )
         return {"replays": ancestors, "replayed_by": replayed_by}
 
-    def dlq(self, job_type: str | None = None, limit: int = 200) -> list[Job]:
+    def dlq(
+        self, job_type: str | None = None, limit: int = 200, before_id: int | None = None
+    ) -> list[Job]:
+        """Dead jobs, newest first; ``before_id`` is the cursor of the next page."""
         query = select(jobs).where(jobs.c.state == JobState.DEAD).order_by(jobs.c.id.desc())
         if job_type:
             query = query.where(jobs.c.job_type == job_type)
+        if before_id is not None:
+            query = query.where(jobs.c.id < before_id)
         with self.engine.connect() as conn:
             return [Job.from_row(row) for row in conn.execute(query.limit(limit)).all()]
 

@@ -12,6 +12,7 @@ from typing import Any
 from syncbridge.config import Settings
 from syncbridge.db.queries import Store
 from syncbridge.errors import IllegalTransition, InvalidInput
+from syncbridge.metrics import observe_enqueue
 from syncbridge.models import EnqueueRequest, EnqueueResult, Job
 from syncbridge.plugins import Registry
 
@@ -51,7 +52,7 @@ class Services:
         max_retries: int | None = None,
         run_at: datetime | None = None,
     ) -> EnqueueResult:
-        return self.store.enqueue(
+        result = self.store.enqueue(
             self.build_request(
                 job_type,
                 entity_id,
@@ -62,6 +63,8 @@ class Services:
                 run_at=run_at,
             )
         )
+        observe_enqueue(result.job.job_type, result.deduplicated)
+        return result
 
     def build_request(
         self,
@@ -116,7 +119,10 @@ class Services:
 
     def enqueue_many(self, requests: list[EnqueueRequest]) -> list[EnqueueResult]:
         """Requests built (and so validated) by :meth:`build_request`."""
-        return self.store.enqueue_many(requests)
+        results = self.store.enqueue_many(requests)
+        for result in results:
+            observe_enqueue(result.job.job_type, result.deduplicated)
+        return results
 
     def job_detail(self, job_id: int) -> dict[str, Any]:
         job = self.store.get_job(job_id)

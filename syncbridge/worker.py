@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import DBAPIError
 
 from syncbridge.config import Settings
+from syncbridge.db.notify import Listener
 from syncbridge.db.queries import Store
 from syncbridge.executor import AttemptReport, run_attempt
 from syncbridge.jobtypes import JobContext, JobType
@@ -94,6 +96,7 @@ class Worker:
         self._stop = threading.Event()
         self._db_down_since: float | None = None
         self._isolated_waiting = False
+        self._listener: Listener | None = None
         lease = settings.job_lease_seconds
         self._renew_every = lease / 3
         self._next_renew = 0.0
@@ -117,6 +120,14 @@ class Worker:
             )
         )
         self._emit("worker_started", concurrency=self.concurrency, job_types=sorted(self.job_types))
+        if self.store.dialect == "postgresql":
+            self._listener = Listener(
+                self.store.engine.url,
+                set(self.job_types),
+                self._wake.set,
+                lambda error: self._emit("listen_failed", level="warning", error=error),
+            )
+            self._listener.start()
         grace_deadline: float | None = None
         try:
             while True:
@@ -169,6 +180,8 @@ class Worker:
             claimed = self._db(lambda: self.store.claim(self.worker_id, types, free, lease))
         for job in claimed or []:
             self._start(job)
+        if claimed and len(claimed) >= free:
+            self._wake.set()  # a full batch: more may be due, claim again without waiting
 
     def _start(self, job: Job) -> None:
         job_type = self.job_types[job.job_type]
@@ -288,6 +301,7 @@ class Worker:
             self._emit(
                 "jobs_recovered",
                 count=len(rescued),
+                by_state=dict(Counter(str(r.state) for r in rescued)),
                 jobs=[(r.job_id, str(r.state)) for r in rescued[:20]],
             )
         if self._in_flight:
@@ -313,6 +327,8 @@ class Worker:
             self.stats.released += len(released or [])
             self._emit("jobs_released", count=len(held))
         self._db(lambda: self.store.stop_worker(self.worker_id))
+        if self._listener is not None:
+            self._listener.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._emit(
             "worker_stopped",

@@ -157,7 +157,18 @@ def _wait_until_settled(store: Store, started: float, timeout: float) -> None:
 )
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.1, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-def demo(db_file: str, fault_rate: float, seed: int) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve the worker's Prometheus metrics on this port while the demo runs.",
+)
+@click.option(
+    "--hold",
+    type=click.FloatRange(0, 86_400),
+    default=0.0,
+    help="Seconds to keep the metrics up after the summary (for a dashboard).",
+)
+def demo(db_file: str, fault_rate: float, seed: int, metrics_port: int | None, hold: float) -> None:
     """Run the CRM→Billing sync end to end with the mocks and print a summary."""
     path = Path(db_file)
     for suffix in ("", "-wal", "-shm"):
@@ -180,9 +191,22 @@ def demo(db_file: str, fault_rate: float, seed: int) -> None:
         registry = load_registry(settings.plugin_filter)
         services = Services(store, registry, settings)
         click.echo(f"database {path}; mocks {mocks.crm_url} {mocks.billing_url}", err=True)
-        upstreams = build_upstreams(settings)
+        on_event = on_response = None
+        if metrics_port is not None:
+            from syncbridge.metrics import instrument_worker
+
+            on_event, on_response = instrument_worker(
+                metrics_port, store, sorted(registry.job_types), 3 * settings.job_lease_seconds
+            )
+        upstreams = build_upstreams(settings, on_response=on_response)
         worker = Worker(
-            store, registry, settings, concurrency=8, upstreams=upstreams, worker_id="demo-worker"
+            store,
+            registry,
+            settings,
+            concurrency=8,
+            upstreams=upstreams,
+            worker_id="demo-worker",
+            on_event=on_event,
         )
         thread = threading.Thread(target=worker.run, name="demo-worker")
         thread.start()
@@ -205,6 +229,9 @@ def demo(db_file: str, fault_rate: float, seed: int) -> None:
             thread.join(30)
             close_upstreams(upstreams)
         ok = _report(store, mocks)
+        if metrics_port is not None and hold > 0:
+            click.echo(f"serving metrics for {hold:.0f}s more (Ctrl-C to stop)", err=True)
+            time.sleep(hold)
     click.echo(f"demo finished in {time.monotonic() - started:.1f}s", err=True)
     if not ok:
         sys.exit(1)

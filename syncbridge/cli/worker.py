@@ -58,7 +58,17 @@ def worker(
     store, registry, settings = app.store, app.registry, app.settings
     for name in job_types:
         registry.get(name)
-    upstreams = build_upstreams(settings)
+    on_event = on_response = None
+    if metrics_port is not None:
+        from syncbridge.metrics import instrument_worker
+
+        on_event, on_response = instrument_worker(
+            metrics_port,
+            store,
+            list(job_types) or sorted(registry.job_types),
+            3 * settings.job_lease_seconds,
+        )
+    upstreams = build_upstreams(settings, on_response=on_response)
     runner = Worker(
         store,
         registry,
@@ -68,11 +78,8 @@ def worker(
         worker_id=worker_id,
         burst=burst,
         upstreams=upstreams,
+        on_event=on_event,
     )
-    if metrics_port is not None:
-        from syncbridge.metrics import serve_worker_metrics
-
-        serve_worker_metrics(metrics_port, store)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         runner.request_stop()

@@ -1,0 +1,115 @@
+"""Gauges read from the database when Prometheus scrapes: right whichever process serves them.
+
+Every process that serves metrics (each worker, the API) exports the same values here; dashboards
+and alerts aggregate them with ``max`` so N targets do not count N times. A scrape costs two
+small statements (:mod:`syncbridge.metrics.queries`); if the database does not answer, the scrape
+still succeeds with ``syncbridge_database_scrape_up 0`` and the process's own counters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from sqlalchemy.exc import SQLAlchemyError
+
+from syncbridge.db.queries import Store
+from syncbridge.logs import get_logger
+from syncbridge.metrics.queries import QUEUE_STATES, queue_snapshot, worker_snapshot
+
+DEFAULT_STALE_AFTER_SECONDS = 180.0  # three default leases: a live worker beats every lease / 3
+
+
+class DatabaseCollector:
+    def __init__(
+        self,
+        store: Store,
+        job_types: Sequence[str] = (),
+        stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
+    ) -> None:
+        self.store = store
+        self.job_types = tuple(job_types)
+        self.stale_after_seconds = stale_after_seconds
+        self.log = get_logger()
+
+    def describe(self) -> Iterator[Metric]:
+        """The families without values, so registering costs no query."""
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        started = time.perf_counter()
+        families = self._families()
+        depth, runnable, oldest, live, stale, heartbeat, up, seconds = families
+        try:
+            workers = worker_snapshot(self.store, self.stale_after_seconds)
+            groups = queue_snapshot(self.store)
+        except SQLAlchemyError as exc:
+            self.log.warning(
+                "metrics_database_unavailable",
+                error_class=type(exc).__name__,
+                error=str(exc).splitlines()[0][:300],
+            )
+            up.add_metric([], 0)
+            yield up
+            return
+        job_types = sorted({*self.job_types, *(group.job_type for group in groups)})
+        counts = {(g.state, g.job_type): g.jobs for g in groups}
+        for state in QUEUE_STATES:
+            for job_type in job_types:
+                depth.add_metric([state, job_type], counts.get((state, job_type), 0))
+        pending = {g.job_type: g for g in groups if g.state == "pending"}
+        for job_type in job_types:
+            group = pending.get(job_type)
+            runnable.add_metric([job_type], group.runnable if group else 0)
+            age = 0.0
+            if group is not None and group.oldest_runnable is not None:
+                age = max(0.0, (workers.now - group.oldest_runnable).total_seconds())
+            oldest.add_metric([job_type], age)
+        live.add_metric([], workers.live)
+        stale.add_metric([], workers.stale)
+        if workers.last_heartbeat is not None:
+            heartbeat.add_metric([], (workers.now - workers.last_heartbeat).total_seconds())
+        up.add_metric([], 1)
+        seconds.add_metric([], time.perf_counter() - started)
+        yield from families
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, ...]:
+        return (
+            GaugeMetricFamily(
+                "syncbridge_queue_depth",
+                "Jobs by queue state (pending, running, failed, dead: the DLQ) and job type.",
+                labels=["state", "job_type"],
+            ),
+            GaugeMetricFamily(
+                "syncbridge_jobs_runnable",
+                "Pending jobs due now (not waiting for a retry backoff or a run-at).",
+                labels=["job_type"],
+            ),
+            GaugeMetricFamily(
+                "syncbridge_oldest_runnable_job_age_seconds",
+                "How long the oldest due pending job has been due; 0 when none is.",
+                labels=["job_type"],
+            ),
+            GaugeMetricFamily(
+                "syncbridge_workers_live",
+                "Workers not stopped whose heartbeat is recent.",
+            ),
+            GaugeMetricFamily(
+                "syncbridge_workers_stale",
+                "Workers not stopped whose heartbeat is old (killed without stopping).",
+            ),
+            GaugeMetricFamily(
+                "syncbridge_worker_last_heartbeat_age_seconds",
+                "Age of the newest heartbeat of any worker not stopped (absent if none).",
+            ),
+            GaugeMetricFamily(
+                "syncbridge_database_scrape_up",
+                "1 if the scrape-time database queries answered.",
+            ),
+            GaugeMetricFamily(
+                "syncbridge_database_scrape_duration_seconds",
+                "Time the scrape-time database queries took.",
+            ),
+        )

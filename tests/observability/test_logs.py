@@ -1,0 +1,136 @@
+"""Logs: JSON lines with UTC timestamps, level and event; worker lifecycle events once each."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
+
+from syncbridge.clock import FakeClock
+from syncbridge.db.engine import make_engine
+from syncbridge.db.queries import Store
+from syncbridge.logs import configure_logging, get_logger
+from syncbridge.metrics import Metrics, WorkerMetrics
+from syncbridge.models import EnqueueRequest
+from syncbridge.worker import Worker
+from tests.conftest import truncate
+from tests.helpers import fast_settings, registry_with
+
+JOB_CONTEXT = ("job_id", "job_type", "entity_id", "attempt", "correlation_id")
+
+
+@pytest.fixture
+def restore_structlog() -> Iterator[None]:
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_json_lines_carry_utc_timestamp_level_event_and_context(restore_structlog: None) -> None:
+    stream = io.StringIO()
+    configure_logging("json", "info", stream)
+    with structlog.contextvars.bound_contextvars(job_id=7, correlation_id="c-1"):
+        get_logger(worker_id="w1").info("attempt_finished", outcome="succeeded", duration_ms=1.5)
+    get_logger().debug("too_quiet")
+    [line] = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["event"] == "attempt_finished" and record["level"] == "info"
+    assert record["timestamp"].endswith("Z")  # ISO 8601 in UTC
+    assert record | {"timestamp": None} == {
+        "event": "attempt_finished",
+        "level": "info",
+        "timestamp": None,
+        "job_id": 7,
+        "correlation_id": "c-1",
+        "worker_id": "w1",
+        "outcome": "succeeded",
+        "duration_ms": 1.5,
+    }
+
+
+def test_console_rendering_on_a_tty(restore_structlog: None) -> None:
+    stream = Terminal()
+    configure_logging(None, "info", stream)
+    get_logger().info("hello", n=1)
+    text = stream.getvalue()
+    assert "hello" in text and not text.lstrip().startswith("{")
+
+
+def test_worker_lifecycle_is_logged_once_each_with_counts(
+    engine: Engine, database_url: str
+) -> None:
+    """Many polls happen during a database outage and around a rescue; each lifecycle event is
+    still one line, with counts."""
+    truncate(engine)
+    clock = FakeClock()
+    setup = Store(engine, clock)
+    for n in range(2):
+        setup.enqueue(EnqueueRequest("noop", f"ent-orphan-{n}", {}, 3))
+    assert len(setup.claim("ghost", ["noop"], 2, 5)) == 2  # a worker that died holding two
+    flaky = setup.enqueue(
+        EnqueueRequest("noop", "ent-flaky", {"fail": "retryable", "fail_attempts": 2}, 3)
+    ).job
+    clock.advance(60)
+
+    own_engine = make_engine(database_url)
+    down_until = time.monotonic() + 0.4
+
+    @event.listens_for(own_engine, "before_cursor_execute")
+    def unreachable(*_args: Any) -> None:
+        if time.monotonic() < down_until:
+            raise OperationalError("statement", {}, ConnectionError("database unreachable"))
+
+    metrics = Metrics()
+    try:
+        worker = Worker(
+            Store(own_engine, clock),
+            registry_with(),
+            fast_settings(),
+            concurrency=4,
+            burst=True,
+            on_event=WorkerMetrics(metrics).on_event,
+        )
+        with structlog.testing.capture_logs() as logs:
+            worker.run()
+    finally:
+        own_engine.dispose()
+
+    events = Counter(line["event"] for line in logs)
+    for name in (
+        "worker_started",
+        "database_lost",
+        "database_reconnected",
+        "jobs_recovered",
+        "worker_stopped",
+    ):
+        assert events[name] == 1, (name, events)
+    by_event = {line["event"]: line for line in logs}
+    assert by_event["jobs_recovered"]["count"] == 2
+    assert by_event["jobs_recovered"]["by_state"] == {"pending": 2}
+    assert by_event["database_reconnected"]["down_seconds"] >= 0.3
+    stopped = by_event["worker_stopped"]
+    assert (stopped["claimed"], stopped["completed"], stopped["rescued"]) == (5, 5, 2)
+    finished = [line for line in logs if line["event"] == "attempt_finished"]
+    assert len(finished) == 5  # flaky 3, the two orphans once each
+    for line in finished:
+        assert all(key in line for key in JOB_CONTEXT) and line["log_level"] == "info"
+        assert {"outcome", "duration_ms", "error_class"} <= set(line)
+    assert [line["outcome"] for line in finished if line["job_id"] == flaky.id] == [
+        "error",
+        "error",
+        "succeeded",
+    ]
+    assert metrics.registry.get_sample_value("syncbridge_database_outages_total") == 1

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextvars
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import structlog
 
 from syncbridge.errors import SyncBridgeError, UpstreamRateLimited
 from syncbridge.jobtypes import AppliedEffect, JobContext, JobType, Success
-from syncbridge.models import ErrorSnapshot
+from syncbridge.models import ErrorSnapshot, Job
 from syncbridge.states import AttemptOutcome
 
 TRACEBACK_TAIL_LINES = 12
@@ -45,6 +48,25 @@ def classify(exc: BaseException) -> AttemptReport:
     )
     outcome = AttemptOutcome.ERROR if retryable else AttemptOutcome.FAILED
     return AttemptReport(outcome, error=snapshot)
+
+
+def context_for(
+    job: Job, worker_id: str, deadline: datetime, log: Any, upstreams: Mapping[str, Any]
+) -> JobContext:
+    """What a handler (or a reconciler) is told about the job it works on."""
+    return JobContext(
+        job_id=job.id,
+        job_type=job.job_type,
+        entity_id=job.entity_id,
+        payload=job.payload,
+        attempt=job.attempt,
+        correlation_id=job.correlation_id,
+        lineage_id=job.effective_lineage_id,
+        worker_id=worker_id,
+        deadline=deadline,
+        log=log,
+        upstreams=upstreams,
+    )
 
 
 def run_attempt(job_type: JobType, ctx: JobContext) -> AttemptReport:

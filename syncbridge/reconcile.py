@@ -15,7 +15,7 @@ from sqlalchemy import exists, select, update
 
 from syncbridge.db.queries import Store
 from syncbridge.db.schema import attempts, jobs
-from syncbridge.jobtypes import JobContext
+from syncbridge.executor import context_for
 from syncbridge.logs import get_logger
 from syncbridge.models import Job
 from syncbridge.plugins import Registry
@@ -65,19 +65,8 @@ def reconcile(
     for job in unreconciled(store, with_reconciler, limit):
         reconciler = registry.job_types[job.job_type].reconcile
         assert reconciler is not None
-        ctx = JobContext(
-            job_id=job.id,
-            job_type=job.job_type,
-            entity_id=job.entity_id,
-            payload=job.payload,
-            attempt=job.attempt,
-            correlation_id=job.correlation_id,
-            lineage_id=job.effective_lineage_id,
-            worker_id=worker_id,
-            deadline=store.clock.now() + timedelta(minutes=1),
-            log=log.bind(job_id=job.id),
-            upstreams=upstreams,
-        )
+        deadline = store.clock.now() + timedelta(minutes=1)
+        ctx = context_for(job, worker_id, deadline, log.bind(job_id=job.id), upstreams)
         try:
             effect = reconciler(ctx)
         except Exception as exc:  # the upstream cannot tell now: leave it for the next round

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from syncbridge.config import Settings
 from syncbridge.db.notify import Listener
 from syncbridge.db.queries import Store
-from syncbridge.executor import AttemptReport, run_attempt
+from syncbridge.executor import AttemptReport, context_for, run_attempt
 from syncbridge.jobtypes import JobContext, JobType
 from syncbridge.logs import get_logger
 from syncbridge.models import Completion, ErrorSnapshot, Job
@@ -189,19 +189,8 @@ class Worker:
             job.timeout_seconds or job_type.timeout_seconds or (self.settings.job_timeout_seconds)
         )
         started = time.monotonic()
-        ctx = JobContext(
-            job_id=job.id,
-            job_type=job.job_type,
-            entity_id=job.entity_id,
-            payload=job.payload,
-            attempt=job.attempt,
-            correlation_id=job.correlation_id,
-            lineage_id=job.effective_lineage_id,
-            worker_id=self.worker_id,
-            deadline=job.updated_at + timedelta(seconds=timeout),
-            log=get_logger(),
-            upstreams=self.upstreams,
-        )
+        deadline = job.updated_at + timedelta(seconds=timeout)
+        ctx = context_for(job, self.worker_id, deadline, get_logger(), self.upstreams)
         future = self._pool.submit(run_attempt, job_type, ctx)
         self._in_flight[job.id] = InFlight(job, ctx, future, started, started + timeout)
         future.add_done_callback(lambda _f: self._wake.set())

@@ -358,6 +358,10 @@ class LifecycleStore(StoreBase):
             raise RuntimeError(f"fenced write of job {job.id} changed {written} rows")
         if not transition.enqueue_follow_up:
             return None
+        return self._enqueue_follow_up(conn, job)
+
+    def _enqueue_follow_up(self, conn: Connection, job: Job) -> int | None:
+        """One fresh job for the change enqueued while ``job`` ran (newest payload)."""
         follow_up = EnqueueRequest(
             job_type=job.job_type,
             entity_id=job.entity_id,

@@ -44,10 +44,13 @@ class OperatorStore(LifecycleStore):
                     .where(jobs.c.id == job_id, jobs.c.state == JobState.PENDING)
                     .values(
                         state=JobState.CANCELLED,
+                        follow_up=False,
                         updated_at=self.now_sql(),
                         finished_at=self.now_sql(),
                     )
                 )
+                if job.follow_up:  # a change enqueued during an earlier run is its own request
+                    self._enqueue_follow_up(conn, job)
             elif job.state is JobState.RUNNING:
                 conn.execute(
                     update(jobs)

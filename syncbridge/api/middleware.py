@@ -1,0 +1,138 @@
+"""One pure ASGI middleware around every request:
+
+- reads ``X-Correlation-ID`` (kept when it is a sane token, else replaced) or makes one, binds it
+  to the log context, and returns it on every response, errors included;
+- refuses a mutating ``/api/`` call without the admin bearer token (401, before routing);
+- adds the security headers (a CSP without inline script, no framing, no sniffing,
+  no referrer to other sites);
+- writes one canonical log line and one metrics observation per request, labelled with the route
+  *template* (``/api/jobs/{job_id}``), never the raw path.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from starlette.datastructures import Headers
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from syncbridge.api.auth import SAFE_METHODS, bearer_token, token_matches
+from syncbridge.logs import get_logger
+from syncbridge.metrics import observe_api_request
+
+CORRELATION_HEADER = "x-correlation-id"
+_CORRELATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=~-]{0,127}$")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+def accepted_correlation_id(value: str | None) -> str:
+    if value and _CORRELATION.match(value):
+        return value
+    return uuid.uuid4().hex
+
+
+def route_label(scope: Scope, before: Scope) -> str:
+    """The matched route's template. Plain Starlette routes (``/openapi.json``, the static
+    mount) are not recorded in the scope, so those are matched again against the scope as it
+    was before routing changed it."""
+    route = scope.get("route")
+    if route is None:
+        app = scope.get("app")
+        for candidate in getattr(app, "routes", ()):
+            if candidate.matches(before)[0] is Match.FULL:
+                route = candidate
+                break
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else "unmatched"
+
+
+class ApiMiddleware:
+    def __init__(self, app: ASGIApp, admin_token: str) -> None:
+        self.app = app
+        self.admin_token = admin_token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = Headers(scope=scope)
+        correlation = accepted_correlation_id(headers.get(CORRELATION_HEADER))
+        scope.setdefault("state", {})["correlation_id"] = correlation
+        extra = [(CORRELATION_HEADER.encode(), correlation.encode()), *SECURITY_HEADERS]
+        status = 500
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status, response_started = message["status"], True
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        method = scope["method"]
+        before = dict(scope)
+        log = get_logger()
+        with structlog.contextvars.bound_contextvars(correlation_id=correlation):
+            try:
+                if self._refused(method, scope["path"], headers):
+                    await _send_json(send_with_headers, 401, _UNAUTHORISED, _BEARER_CHALLENGE)
+                else:
+                    await self.app(scope, receive, send_with_headers)
+            except Exception as exc:
+                log.exception("http_request_error", error_class=type(exc).__name__)
+                if not response_started:
+                    await _send_json(send_with_headers, 500, {"detail": "internal error"})
+            seconds = time.perf_counter() - started
+            route = route_label(scope, before)
+            observe_api_request(method, route, status, seconds)
+            log.info(
+                "http_request",
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(seconds * 1000, 3),
+            )
+
+    def _refused(self, method: str, path: str, headers: Headers) -> bool:
+        if method in SAFE_METHODS or not path.startswith("/api/"):
+            return False
+        return not token_matches(bearer_token(headers.get("authorization")), self.admin_token)
+
+
+_UNAUTHORISED = {"detail": "missing or wrong bearer token (Authorization: Bearer <admin token>)"}
+_BEARER_CHALLENGE = [(b"www-authenticate", b'Bearer realm="syncbridge"')]
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

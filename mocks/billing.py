@@ -134,9 +134,18 @@ class BillingState(ServerState):
                 return Outcome(422, missing, applied=False, keep=False)
             existing = self._by_external_id.get(body.external_id)
             if existing is not None:
-                duplicate = {"detail": "duplicate external_id", "existing_id": existing}
+                duplicate = {
+                    "detail": "duplicate external_id",
+                    "existing_id": existing,
+                    # Which request created it, so a caller can link to that effect.
+                    "existing_idempotency_key": self._invoices[existing]["idempotency_key"],
+                }
                 return Outcome(409, duplicate, applied=False)
-            record = {"id": f"inv_{len(self._invoices) + 1:06d}", **body.model_dump()}
+            record = {
+                "id": f"inv_{len(self._invoices) + 1:06d}",
+                **body.model_dump(),
+                "idempotency_key": key,
+            }
             self._invoices[record["id"]] = record
             self._by_external_id[body.external_id] = record["id"]
             self._effects[key] += 1

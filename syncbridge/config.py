@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     poll_interval_seconds: float = Field(0.5, gt=0)
     rescue_interval_seconds: float = Field(5.0, gt=0)
+    reconcile_interval_seconds: float = Field(60.0, gt=0)
 
     @property
     def plugin_filter(self) -> list[str] | None:

@@ -31,6 +31,7 @@ from syncbridge.jobtypes import JobContext, JobType
 from syncbridge.logs import get_logger
 from syncbridge.models import Completion, ErrorSnapshot, Job
 from syncbridge.plugins import Registry
+from syncbridge.reconcile import reconcile
 from syncbridge.retry import RetryPolicy
 from syncbridge.states import AttemptOutcome
 
@@ -101,6 +102,8 @@ class Worker:
         self._renew_every = lease / 3
         self._next_renew = 0.0
         self._next_rescue = 0.0
+        self._next_reconcile = settings.reconcile_interval_seconds  # not at start-up
+        self._reconciling: threading.Thread | None = None
 
     # -- public --------------------------------------------------------------------------------
 
@@ -159,6 +162,9 @@ class Worker:
         if now >= self._next_rescue:
             self._rescue()
             self._next_rescue = now + self.settings.rescue_interval_seconds
+        if now >= self._next_reconcile:
+            self._reconcile()
+            self._next_reconcile = now + self.settings.reconcile_interval_seconds
         if not self._stop.is_set():
             self._claim()
 
@@ -296,6 +302,28 @@ class Worker:
         if self._in_flight:
             waiting = self._db(lambda: self.store.isolated_due(sorted(self.job_types)))
             self._isolated_waiting = bool(waiting)
+
+    def _reconcile(self) -> None:
+        """Converge unknown outcomes in the background: it asks upstreams, which must not hold
+        up lease renewals on this thread."""
+        if not any(t.reconcile for t in self.job_types.values()):
+            return
+        if self._reconciling is not None and self._reconciling.is_alive():
+            return
+        registry = Registry(job_types=dict(self.job_types))
+
+        def run() -> None:
+            try:
+                results = reconcile(self.store, registry, self.upstreams, 50, self.worker_id)
+            except DBAPIError as exc:
+                self._emit("reconcile_failed", level="warning", error=str(exc.orig or exc)[:200])
+                return
+            if results:
+                settled = sum(1 for r in results if r.effect_status)
+                self._emit("effects_reconciled", count=len(results), settled=settled)
+
+        self._reconciling = threading.Thread(target=run, name="syncbridge-reconcile", daemon=True)
+        self._reconciling.start()
 
     def _burst_done(self) -> bool:
         if self._in_flight or self._pending:

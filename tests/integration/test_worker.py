@@ -17,6 +17,7 @@ from syncbridge.states import JobState
 from syncbridge.worker import Worker
 from tests.conftest import truncate
 from tests.helpers import fast_settings, registry_with
+from tests.processes import wait_for
 
 
 @pytest.fixture
@@ -201,3 +202,40 @@ def test_every_attempt_log_line_carries_job_context(live_store: Store) -> None:
         assert line["correlation_id"] == "corr-123" and line["job_id"] == job_id
         assert line["entity_id"] == "x" and line["attempt"] == 1
     assert inside and finished and finished[0]["outcome"] == "succeeded"
+
+
+def test_worker_reconciles_unknown_outcomes_periodically(live_store: Store) -> None:
+    asked: list[int] = []
+
+    def hangs(ctx: JobContext) -> None:
+        ctx.wait_for_stop(10)
+
+    def reconciler(ctx: JobContext) -> AppliedEffect | None:
+        asked.append(ctx.job_id)
+        return AppliedEffect(f"found-{ctx.entity_id}", "billing", "inv_7")
+
+    kind = JobType("hangs", hangs, timeout_seconds=0.2, reconcile=reconciler)
+    job_id = enqueue(live_store, "hangs", "x", max_retries=0)
+    worker = Worker(
+        live_store,
+        registry_with(kind),
+        fast_settings(reconcile_interval_seconds=0.2),
+        concurrency=1,
+    )
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_for(
+            lambda: live_store.get_job(job_id).effect_status == "applied",
+            20,
+            "the worker's reconcile to record the effect",
+        )
+    finally:
+        worker.request_stop()
+        thread.join(20)
+    job = live_store.get_job(job_id)
+    assert job.state is JobState.DEAD  # history is not rewritten
+    assert asked == [job_id]
+    assert [(r["job_id"], r["upstream_ref"]) for r in live_store.ledger_rows()] == [
+        (job_id, "inv_7")
+    ]

@@ -143,7 +143,11 @@ def test_duplicate_external_id_names_the_existing_invoice(
     existing = post_invoice(billing, "k1").json()["id"]
     duplicate = post_invoice(billing, "k2", amount_cents=4200)
     assert duplicate.status_code == 409
-    assert duplicate.json() == {"detail": "duplicate external_id", "existing_id": existing}
+    assert duplicate.json() == {
+        "detail": "duplicate external_id",
+        "existing_id": existing,
+        "existing_idempotency_key": "k1",
+    }
     assert len(billing.get("/invoices").json()["items"]) == 1
 
 

@@ -115,7 +115,10 @@ def sync_invoice(ctx: JobContext) -> Success:
         # Billing already holds this CRM invoice (an earlier attempt or lineage made it): the
         # effect is applied. Its amount is Billing's, not necessarily this body's.
         ctx.log.info("invoice_already_applied", external_id=ctx.entity_id, existing_id=existing)
-        return Success(effect=AppliedEffect(key, "billing", existing))
+        # Link to the effect that created it (one ledger row per applied effect), not ours.
+        created_by = answer.get("existing_idempotency_key")
+        applied_key = created_by if isinstance(created_by, str) and created_by else key
+        return Success(effect=AppliedEffect(applied_key, "billing", existing))
     invoice_id = answer.get("id")
     if not isinstance(invoice_id, str) or not invoice_id:
         raise UpstreamUnavailable(f"billing POST /invoices -> {response.status_code}: no id")

@@ -1,0 +1,132 @@
+"""FM_025: a job ends ``dead`` although Billing applied its effect.
+
+Real mock servers: Billing holds the invoice POST for SLOW seconds (key reserved, body read)
+while the job allows one attempt of 1 s: the attempt ends ``timeout``, the budget is spent, the
+job is dead, and Billing creates the invoice anyway. Unsafe variant: nothing records that the
+effect happened, and the operator re-runs the job as a fresh one (a new lineage, new keys).
+Prevention: ``syncbridge reconcile`` asks Billing (``GET /invoices?external_id=``), writes the
+ledger row and ``effect_status="applied"`` without touching the job's state; ``dlq list`` shows
+it; a replay keeps the lineage, hence the keys, and applies nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from syncbridge.db.queries import Store
+from syncbridge.models import Job
+from syncbridge.reconcile import reconcile
+from syncbridge.states import JobState
+from syncbridge.upstream import build_upstreams, close_upstreams
+from tests.failure_modes.support import request, violations
+from tests.failure_modes.test_fm_02_kit import (
+    Mocks,
+    all_finished,
+    customer_of,
+    invoice_key,
+    mocks_for,
+    real_registry,
+    run_workers,
+    settings_for,
+    upsert_key,
+    worker,
+)
+from tests.processes import run_cli
+
+INVOICE = "i_2501"
+CUSTOMER = customer_of(INVOICE)
+SLOW = 1.6  # seconds Billing works on the POST; the attempt may take 1 s
+
+
+@pytest.fixture
+def mocks(request: pytest.FixtureRequest) -> Mocks:
+    return mocks_for(request)
+
+
+def run(store: Store, mocks: Mocks) -> None:
+    run_workers([worker(store, real_registry(), settings_for(mocks))], all_finished(store))
+
+
+def dead_but_applied(store: Store, mocks: Mocks) -> Job:
+    mocks.set_faults("billing", entities={INVOICE: "slow"}, slow_seconds=SLOW)
+    job = store.enqueue(request(INVOICE, job_type="invoice", max_retries=0, timeout_seconds=1)).job
+    key = invoice_key(job.id, INVOICE)
+    runner = worker(store, real_registry(), settings_for(mocks))
+    run_workers([runner], lambda: key in mocks.effects(), what="Billing to apply the invoice")
+    mocks.set_faults("billing", entities={INVOICE: "ok"})
+    dead = store.get_job(job.id)
+    assert dead.state is JobState.DEAD and dead.effect_status is None
+    assert [a.outcome for a in store.attempts_of(job.id)] == ["timeout"]
+    assert store.ledger_rows() == []  # the engine never heard the answer
+    return dead
+
+
+def test_repro_blind_rerun_as_a_new_job_applies_the_effect_again(
+    live_store: Store, mocks: Mocks
+) -> None:
+    dead = dead_but_applied(live_store, mocks)
+    again = live_store.enqueue(request(INVOICE, job_type="invoice")).job  # a new lineage
+    run(live_store, mocks)
+    assert live_store.get_job(again.id).state is JobState.SUCCEEDED
+    effects = mocks.effects()
+    # The customer upsert, which has no natural key, was applied a second time ...
+    assert effects[upsert_key(dead.id, CUSTOMER)] == 1
+    assert effects[upsert_key(again.id, CUSTOMER)] == 1
+    # ... and only Billing's natural key refused a second invoice (409 duplicate external_id).
+    assert invoice_key(again.id, INVOICE) not in effects
+    assert len(mocks.invoices(INVOICE)) == 1
+
+
+def test_prevented_reconcile_records_it_and_a_replay_applies_nothing(
+    live_store: Store, mocks: Mocks, database_url: str
+) -> None:
+    dead = dead_but_applied(live_store, mocks)
+    attempts = live_store.attempts_of(dead.id)
+    [billed] = mocks.invoices(INVOICE)
+
+    done = run_cli(database_url, "reconcile", "--json", **mocks.env())
+    assert done.returncode == 0, done.stderr
+    [item] = json.loads(done.stdout)["items"]
+    assert (item["job_id"], item["effect_status"]) == (dead.id, "applied")
+    assert item["upstream_ref"] == billed["id"]
+    reconciled = live_store.get_job(dead.id)
+    assert replace(reconciled, effect_status=None) == dead  # the state and history stand
+    assert reconciled.effect_status == "applied"
+    assert live_store.attempts_of(dead.id) == attempts
+    [row] = live_store.ledger_rows(lineage_id=dead.id)
+    assert (row["job_id"], row["upstream_ref"]) == (dead.id, billed["id"])
+    assert violations(live_store) == {}
+
+    listed = run_cli(database_url, "dlq", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [shown] = json.loads(listed.stdout)["items"]
+    assert (shown["id"], shown["effect_status"]) == (dead.id, "applied")
+
+    # Replaying it anyway: same lineage, same keys, answered from Billing's key store.
+    effects = mocks.effects()
+    replay = live_store.replay(dead.id)
+    run(live_store, mocks)
+    assert live_store.get_job(replay.id).state is JobState.SUCCEEDED
+    assert mocks.effects() == effects  # nothing applied again
+    assert mocks.invoices(INVOICE) == [billed]
+    assert live_store.get_job(dead.id) == reconciled  # replay never alters the replayed job
+    assert violations(live_store) == {}
+
+
+def test_prevented_replay_after_reconcile_leaves_one_ledger_row(
+    live_store: Store, mocks: Mocks
+) -> None:
+    dead = dead_but_applied(live_store, mocks)
+    upstreams = build_upstreams(settings_for(mocks))
+    try:
+        [result] = reconcile(live_store, real_registry(), upstreams)
+    finally:
+        close_upstreams(upstreams)
+    assert result.effect_status == "applied"
+    live_store.replay(dead.id)
+    run(live_store, mocks)
+    assert len(mocks.invoices(INVOICE)) == 1
+    assert len(live_store.ledger_rows(lineage_id=dead.id)) == 1  # one invoice, one row

@@ -148,7 +148,7 @@ def run_checks(store: Store, lease_grace_seconds: float = 30.0) -> list[CheckRes
         ),
     ]
     results: list[CheckResult] = []
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         for code, title, query in checks:
             rows = conn.execute(query).all()
             results.append(CheckResult(code, title, len(rows), [tuple(r) for r in rows[:5]]))

@@ -48,7 +48,7 @@ def unreconciled(store: Store, job_types: list[str], limit: int) -> list[Job]:
         .order_by(jobs.c.id)
         .limit(limit)
     )
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         return [Job.from_row(row) for row in conn.execute(query).all()]
 
 

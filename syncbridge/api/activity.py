@@ -64,7 +64,7 @@ def last_hour(store: Store, now: datetime | None = None) -> list[Bucket]:
         inner.c.bucket, inner.c.outcome
     )
     counts = [[0, 0, 0] for _ in range(BUCKETS)]
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         for bucket, outcome, count in conn.execute(query).all():
             kind = 0 if outcome == AttemptOutcome.SUCCEEDED else 1 if outcome in FAILED else 2
             counts[int(bucket)][kind] += int(count)

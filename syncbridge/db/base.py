@@ -12,10 +12,11 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, func
+from sqlalchemy import Connection, Engine, bindparam, func
 from sqlalchemy.sql.elements import ColumnElement
 
 from syncbridge.clock import Clock, SystemClock
+from syncbridge.db.engine import READ_ONLY_OPTION
 from syncbridge.db.types import UTCDateTime
 
 
@@ -27,6 +28,11 @@ class StoreBase:
         self.uses_database_clock = self.dialect == "postgresql" and isinstance(
             self.clock, SystemClock
         )
+
+    def reading(self) -> Connection:
+        """A connection for reads only: on SQLite its transaction is deferred, so readers (the
+        CLI, the API, checks, metrics scrapes) never queue behind the workers' write lock."""
+        return self.engine.connect().execution_options(**{READ_ONLY_OPTION: True})
 
     def now_sql(self, offset_seconds: float = 0.0) -> ColumnElement[Any]:
         """SQL for "now" (plus an offset), from the one clock this store uses."""

@@ -13,6 +13,8 @@ from sqlalchemy.pool import StaticPool
 from syncbridge.errors import DatabaseNotReady
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option marking a connection that only reads (SQLite: a deferred transaction).
+READ_ONLY_OPTION = "syncbridge_read_only"
 
 
 def normalise_url(url: str) -> str:
@@ -64,9 +66,13 @@ def _sqlite_engine(url: str, in_memory: bool, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Every transaction takes the write lock up front: two workers can then never both
-        # read the same runnable row and claim it, and no transaction has to upgrade a read lock.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Every writing transaction takes the write lock up front: two workers can then never
+        # both read the same runnable row and claim it, and no transaction has to upgrade a read
+        # lock. Pure reads (READ_ONLY) stay deferred: under WAL they never wait for a writer.
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

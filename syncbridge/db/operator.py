@@ -97,7 +97,7 @@ class OperatorStore(LifecycleStore):
             )
 
     def plan_replay(self, job_id: int) -> ReplayPlan:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             job = self._locked(conn, job_id)
             return ReplayPlan(job, self._replay_refusal(conn, job))
 
@@ -166,7 +166,7 @@ class OperatorStore(LifecycleStore):
             query = query.where(jobs.c.last_error["class"].as_string() == error_class)
         if limit:
             query = query.limit(limit)
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [Job.from_row(row) for row in conn.execute(query).all()]
 
 

@@ -17,7 +17,7 @@ class Store(BulkStore):
     """The one store interface: lifecycle, operator actions, bulk work and reads."""
 
     def get_job(self, job_id: int) -> Job:
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
         if row is None:
             raise UnknownJob(f"no job with id {job_id}")
@@ -42,18 +42,18 @@ class Store(BulkStore):
             query = query.where(jobs.c.entity_id == entity_id)
         if before_id is not None:
             query = query.where(jobs.c.id < before_id)
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [Job.from_row(row) for row in conn.execute(query).all()]
 
     def attempts_of(self, job_id: int) -> list[Attempt]:
         query = select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.number)
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [Attempt.from_row(row) for row in conn.execute(query).all()]
 
     def lineage_of(self, job: Job) -> dict[str, list[int]]:
         """The jobs this one replays (oldest first) and the jobs that replay it."""
         ancestors: list[int] = []
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             parent = job.replay_of_job_id
             while parent is not None and parent not in ancestors:
                 ancestors.insert(0, parent)
@@ -76,12 +76,12 @@ class Store(BulkStore):
             query = query.where(jobs.c.job_type == job_type)
         if before_id is not None:
             query = query.where(jobs.c.id < before_id)
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [Job.from_row(row) for row in conn.execute(query.limit(limit)).all()]
 
     def counts_by_state(self) -> dict[str, int]:
         query = select(jobs.c.state, func.count()).group_by(jobs.c.state)
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             counts = {str(state): 0 for state in JobState}
             counts.update({row[0]: int(row[1]) for row in conn.execute(query).all()})
         return counts
@@ -90,12 +90,12 @@ class Store(BulkStore):
         query = select(ledger).order_by(ledger.c.id)
         if lineage_id is not None:
             query = query.where(ledger.c.lineage_id == lineage_id)
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [dict(row._mapping) for row in conn.execute(query).all()]
 
     def live_workers(self) -> list[dict[str, Any]]:
         query = select(workers).where(workers.c.stopped_at.is_(None)).order_by(workers.c.id)
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return [dict(row._mapping) for row in conn.execute(query).all()]
 
     def has_runnable(self, job_types: list[str]) -> bool:
@@ -108,7 +108,7 @@ class Store(BulkStore):
                 (jobs.c.state == JobState.RUNNING) & (jobs.c.lease_expires_at < now),
             ),
         )
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return conn.execute(query.limit(1)).first() is not None
 
     def isolated_due(self, job_types: list[str]) -> bool:
@@ -119,5 +119,5 @@ class Store(BulkStore):
             jobs.c.next_run_at <= self.now_sql(),
             jobs.c.job_type.in_(job_types),
         )
-        with self.engine.connect() as conn:
+        with self.reading() as conn:
             return conn.execute(query.limit(1)).first() is not None

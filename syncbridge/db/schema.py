@@ -33,6 +33,8 @@ metadata = MetaData(
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
 ACTIVE = "state IN ('pending', 'running')"
+# Jobs that lost a lease wait to run alone; workers probe for them on every idle claim.
+ISOLATED = "state = 'pending' AND isolate"
 
 jobs = Table(
     "jobs",
@@ -80,6 +82,13 @@ jobs = Table(
         "id",
         sqlite_where=text("state = 'pending'"),
         postgresql_where=text("state = 'pending'"),
+    ),
+    Index(
+        "ix_jobs_isolated",
+        "next_run_at",
+        "id",
+        sqlite_where=text(ISOLATED),
+        postgresql_where=text(ISOLATED),
     ),
     Index(
         "ix_jobs_leases",

@@ -73,7 +73,7 @@ def _grouped(store: Store, states: tuple[JobState, ...] | None) -> list[TypeCoun
     ).group_by(jobs.c.state, jobs.c.job_type)
     if states is not None:
         query = query.where(jobs.c.state.in_([str(state) for state in states]))
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         rows = conn.execute(query).all()
     return [
         TypeCounts(str(row[0]), str(row[1]), int(row[2]), int(row[3] or 0), row[4]) for row in rows
@@ -98,7 +98,7 @@ def worker_snapshot(store: Store, stale_after_seconds: float) -> WorkerSnapshot:
         func.count(case((~fresh, 1))),
         func.max(workers.c.last_heartbeat),
     ).where(workers.c.stopped_at.is_(None))
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         row = conn.execute(query).one()
     return WorkerSnapshot(row[0], int(row[1]), int(row[2]), row[3])
 
@@ -137,7 +137,7 @@ def attempt_stats(store: Store) -> AttemptStats:
         .select_from(attempts.join(jobs, jobs.c.id == attempts.c.job_id))
         .group_by(jobs.c.job_type)
     )
-    with store.engine.connect() as conn:
+    with store.reading() as conn:
         rows = conn.execute(query).all()
     by_type = {str(row[0]): (int(row[1]), int(row[2])) for row in rows}
     timed_total = sum(int(row[4]) for row in rows)

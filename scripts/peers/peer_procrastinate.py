@@ -1,0 +1,68 @@
+"""Procrastinate side of the peer benchmark: schema, bulk defer, a draining worker, results.
+
+A worker (``wait=False``) exits once the queue is caught up; it runs ``--concurrency`` jobs at
+once, and the task is an ``async`` no-op.
+"""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from importlib.metadata import version as package_version
+
+import procrastinate
+import psycopg
+
+CHUNK = 5_000
+QUEUE = "bench"
+
+
+def make_app(dsn: str) -> procrastinate.App:
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=dsn))
+
+    @app.task(name="noop", queue=QUEUE)
+    async def noop() -> None:
+        return None
+
+    return app
+
+
+def version() -> str:
+    return f"procrastinate {package_version('procrastinate')}"
+
+
+def variant(args: Namespace) -> str:
+    return ""
+
+
+async def setup(dsn: str, jobs: int) -> None:
+    app = make_app(dsn)
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        task = app.tasks["noop"]
+        for start in range(0, jobs, CHUNK):
+            await task.batch_defer_async(*({} for _ in range(min(CHUNK, jobs - start))))
+
+
+async def results(dsn: str) -> tuple[int, float | None, float | None]:
+    """Succeeded jobs, first start and last success (epoch seconds, from its events)."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT (SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'),"
+            " extract(epoch FROM min(at) FILTER (WHERE type = 'started')),"
+            " extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded'))"
+            " FROM procrastinate_events"
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        first, last = row[1], row[2]
+        return (
+            int(row[0]),
+            None if first is None else float(first),
+            None if last is None else float(last),
+        )
+
+
+async def work(dsn: str, concurrency: int, batch_size: int | None) -> None:
+    app = make_app(dsn)
+    async with app.open_async():
+        await app.run_worker_async(queues=[QUEUE], concurrency=concurrency, wait=False)

@@ -1,0 +1,156 @@
+"""What the benchmarks read back from the database: every timing comes from the rows the engine
+wrote (attempt start and finish, job creation), not from the benchmark's own stopwatch alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, bindparam, func, select, text
+
+from syncbridge.clock import SystemClock
+from syncbridge.db.queries import Store
+from syncbridge.db.schema import attempts, jobs
+from syncbridge.db.types import UTCDateTime
+from syncbridge.models import EnqueueRequest
+from syncbridge.states import AttemptOutcome
+
+ENQUEUE_CHUNK = 10_000
+SUCCEEDED = str(AttemptOutcome.SUCCEEDED)
+CLOCK = SystemClock()
+
+
+@dataclass(frozen=True)
+class Window:
+    """Succeeded attempts: how many, the first start and the last finish."""
+
+    succeeded: int
+    first_started: datetime | None
+    last_finished: datetime | None
+
+    def seconds_since(self, start: datetime) -> float:
+        if self.last_finished is None:
+            return 0.0
+        return (self.last_finished - start).total_seconds()
+
+    @property
+    def drain_seconds(self) -> float:
+        if self.first_started is None or self.last_finished is None:
+            return 0.0
+        return (self.last_finished - self.first_started).total_seconds()
+
+
+def noop_requests(
+    count: int, prefix: str, payload: dict[str, object] | None = None
+) -> Iterator[EnqueueRequest]:
+    for n in range(count):
+        yield EnqueueRequest("noop", f"{prefix}{n}", payload or {}, 3)
+
+
+def enqueue_bulk(store: Store, requests: Iterator[EnqueueRequest]) -> int:
+    """Enqueue through ``enqueue_many`` in chunks (results are dropped to bound memory)."""
+    total = 0
+    chunk: list[EnqueueRequest] = []
+    for request in requests:
+        chunk.append(request)
+        if len(chunk) == ENQUEUE_CHUNK:
+            total += len(store.enqueue_many(chunk))
+            chunk = []
+    if chunk:
+        total += len(store.enqueue_many(chunk))
+    return total
+
+
+# Fills a backlog in one statement (a recursive CTE works on both backends): rows as
+# ``enqueue_many`` writes them for a key-less ``noop`` job. ``params_hash`` is only ever compared
+# for jobs with an idempotency key, so a placeholder does; ``lineage_id`` NULL means "itself".
+FILL_BACKLOG = text(
+    """
+    WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < :count)
+    INSERT INTO jobs (job_type, entity_id, payload, state, attempt, budget_start, max_retries,
+                      next_run_at, correlation_id, params_hash, created_at, updated_at)
+    SELECT 'noop', :prefix || n, '{}', 'pending', 0, 0, 3,
+           :now, 'backlog-' || n, 'backlog', :now, :now
+    FROM seq
+    """
+)
+
+
+def fill_backlog(engine: Engine, count: int, prefix: str, chunk: int = 100_000) -> None:
+    """``count`` pending no-op jobs written straight in SQL (a million in seconds, where the
+    benchmark is about draining a large queue, not about filling it)."""
+    now = bindparam("now", CLOCK.now(), type_=UTCDateTime())
+    for start in range(0, count, chunk):
+        size = min(chunk, count - start)
+        with engine.begin() as conn:
+            conn.execute(FILL_BACKLOG.bindparams(now, count=size, prefix=f"{prefix}{start}-"))
+
+
+def succeeded_count(engine: Engine) -> int:
+    query = select(func.count()).select_from(attempts).where(attempts.c.outcome == SUCCEEDED)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def window(engine: Engine, first: int | None = None) -> Window:
+    """The window of all succeeded attempts, or of the ``first`` ones to finish."""
+    done = select(attempts.c.started_at, attempts.c.finished_at).where(
+        attempts.c.outcome == SUCCEEDED
+    )
+    if first is not None:
+        done = done.order_by(attempts.c.finished_at).limit(first)
+    sub = done.subquery()
+    query = select(func.count(), func.min(sub.c.started_at), func.max(sub.c.finished_at))
+    with engine.connect() as conn:
+        count, started, finished = conn.execute(query).one()
+    return Window(int(count), started, finished)
+
+
+def start_latencies_ms(engine: Engine, entity_prefix: str) -> list[float]:
+    """Enqueue to start of the first attempt, per job, in milliseconds."""
+    query = (
+        select(jobs.c.created_at, attempts.c.started_at)
+        .join(attempts, attempts.c.job_id == jobs.c.id)
+        .where(attempts.c.number == 1, jobs.c.entity_id.startswith(entity_prefix))
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [(started - created).total_seconds() * 1000 for created, started in rows]
+
+
+def attempt_durations_ms(engine: Engine) -> list[float]:
+    query = select(attempts.c.started_at, attempts.c.finished_at).where(
+        attempts.c.finished_at.is_not(None)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [(finished - started).total_seconds() * 1000 for started, finished in rows]
+
+
+def job_states(engine: Engine, job_type: str) -> dict[str, int]:
+    query = (
+        select(jobs.c.state, func.count()).where(jobs.c.job_type == job_type).group_by(jobs.c.state)
+    )
+    with engine.connect() as conn:
+        return {str(state): int(count) for state, count in conn.execute(query).all()}
+
+
+def rss_summary(samples: Sequence[int]) -> dict[str, int | float | None]:
+    """Peak RSS, RSS after warm-up (a quarter of the way through the run) and at the end, and
+    the growth between the last two."""
+    if not samples:
+        return {
+            "rss_peak_kb": None,
+            "rss_warm_kb": None,
+            "rss_end_kb": None,
+            "rss_growth_pct": None,
+        }
+    warm = samples[len(samples) // 4]
+    end = samples[-1]
+    return {
+        "rss_peak_kb": max(samples),
+        "rss_warm_kb": warm,
+        "rss_end_kb": end,
+        "rss_growth_pct": round((end - warm) / warm * 100, 1) if warm else None,
+    }

@@ -1,0 +1,106 @@
+"""``--peers``: Procrastinate and PgQueuer on the same PostgreSQL, same job count, processes and
+concurrency, in the same run. They live in a venv of their own under a cache folder (installed
+from PyPI by name on first use) and are driven by ``scripts/peers/*.py``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from syncbridge.bench.options import Options
+from syncbridge.bench.result import BenchError, Result
+from syncbridge.bench.sandbox import postgres_database
+
+# (peer, dequeue batch): PgQueuer at its default batch (10) and at the 100 it is fastest with.
+PEER_RUNS: tuple[tuple[str, int | None], ...] = (
+    ("procrastinate", None),
+    ("pgqueuer", None),
+    ("pgqueuer", 100),
+)
+PACKAGES = ("procrastinate", "pgqueuer", "psycopg[binary]")
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "peers"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "syncbridge-bench"
+
+
+def ensure_venv(progress: Callable[[str], None]) -> Path:
+    """The peers' Python, creating and filling their venv on first use."""
+    if not (SCRIPTS / "runner.py").is_file():
+        raise BenchError(f"--peers needs the scripts in {SCRIPTS} (run from a source checkout)")
+    venv = cache_dir() / "peers-venv"
+    python = venv / "bin" / "python"
+    if _has_peers(python):
+        return python
+    progress(f"installing {', '.join(PACKAGES)} into {venv}")
+    steps = [[sys.executable, "-m", "venv", str(venv)]] if not python.exists() else []
+    steps.append([str(python), "-m", "pip", "install", "--quiet", *PACKAGES])
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BenchError(f"{' '.join(step)} failed:\n{done.stderr[-1500:]}")
+    if not _has_peers(python):
+        raise BenchError(f"the peers venv at {venv} has no procrastinate or pgqueuer")
+    return python
+
+
+def _has_peers(python: Path) -> bool:
+    if not python.exists():
+        return False
+    check = [str(python), "-c", "import procrastinate, pgqueuer"]
+    return subprocess.run(check, capture_output=True, check=False).returncode == 0
+
+
+def run_all(opts: Options, python: Path) -> list[Result]:
+    return [_run_peer(opts, python, peer, batch) for peer, batch in PEER_RUNS]
+
+
+def _run_peer(opts: Options, python: Path, peer: str, batch: int | None) -> Result:
+    count = opts.jobs_for("noop")
+    opts.progress(f"peers: {peer}, {count} jobs, {opts.processes} x {opts.concurrency}")
+    with postgres_database(opts.database_url, peer) as url:
+        command = [str(python), str(SCRIPTS / "runner.py"), peer, "--dsn", _libpq(url)]
+        command += ["--jobs", str(count), "--processes", str(opts.processes)]
+        command += ["--concurrency", str(opts.concurrency), "--timeout", str(opts.timeout)]
+        if batch is not None:
+            command += ["--batch-size", str(batch)]
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=opts.timeout + 120, check=False
+        )
+    if done.returncode != 0:
+        raise BenchError(f"{peer} benchmark failed:\n{done.stderr[-2000:]}")
+    try:
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BenchError(f"{peer} benchmark printed no JSON:\n{done.stdout[-500:]}") from None
+    if report["succeeded"] != count:
+        raise BenchError(f"{peer}: only {report['succeeded']} of {count} jobs finished")
+    drain = report["drain_seconds"]
+    return Result(
+        "noop",
+        "postgresql",
+        count,
+        report["seconds"],
+        system=peer,
+        variant=report.get("variant", ""),
+        processes=opts.processes,
+        concurrency=opts.concurrency,
+        succeeded=report["succeeded"],
+        extra={
+            "version": report["version"],
+            "exit_seconds": round(report["exit_seconds"], 4),
+            "drain_seconds": round(drain, 4),
+            "drain_jobs_per_s": round(count / drain, 1) if drain > 0 else 0.0,
+        },
+    )
+
+
+def _libpq(url: str) -> str:
+    """``postgresql+psycopg://`` (SQLAlchemy) to ``postgresql://`` (libpq, asyncpg)."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)

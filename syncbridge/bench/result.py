@@ -1,0 +1,58 @@
+"""What a scenario reports: one :class:`Result` per measured run."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from syncbridge.errors import Refused
+
+
+class BenchError(Refused):
+    """A benchmark could not run or did not finish correctly; the message says why (exit 1)."""
+
+
+@dataclass
+class Result:
+    scenario: str
+    backend: str
+    jobs: int
+    seconds: float
+    system: str = "syncbridge"
+    variant: str = ""
+    processes: int | None = None
+    concurrency: int | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    succeeded: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.jobs / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        extra = data.pop("extra")
+        data["seconds"] = round(self.seconds, 4)
+        data["jobs_per_s"] = round(self.jobs_per_s, 1)
+        ordered = {key: data.pop(key) for key in ("scenario", "backend", "jobs", "seconds")}
+        ordered["jobs_per_s"] = data.pop("jobs_per_s")
+        merged: dict[str, Any] = ordered | data | extra
+        return merged
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) by the nearest-rank method; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)

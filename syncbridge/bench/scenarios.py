@@ -1,0 +1,202 @@
+"""The engine's own scenarios: ``noop`` throughput, ``latency``, ``enqueue`` and ``backlog``."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+
+from syncbridge.bench import measure
+from syncbridge.bench.options import RSS_CONCURRENCIES, SMALL_BACKLOG, Options
+from syncbridge.bench.procs import RssSampler, wait_exit, wait_until, workers
+from syncbridge.bench.result import BenchError, Result, percentile, rounded
+from syncbridge.bench.sandbox import sandbox
+from syncbridge.clock import SystemClock
+from syncbridge.db.queries import Store
+
+CLOCK = SystemClock()
+ENQUEUE_CLIENTS = 4
+
+
+def noop(opts: Options) -> list[Result]:
+    """Bulk-enqueue N no-op jobs, then drain them with P burst workers; time from worker start
+    to the last success, as the database recorded it."""
+    concurrencies = RSS_CONCURRENCIES if opts.rss else (opts.concurrency,)
+    return [_noop_once(opts, concurrency) for concurrency in concurrencies]
+
+
+def _noop_once(opts: Options, concurrency: int) -> Result:
+    count = opts.jobs_for("noop")
+    with sandbox(opts.database_url, "noop") as box:
+        opts.progress(f"noop: enqueueing {count} jobs ({box.backend})")
+        measure.enqueue_bulk(box.store, measure.noop_requests(count, "n"))
+        opts.progress(f"noop: draining with {opts.processes} x {concurrency} workers")
+        started = CLOCK.now()
+        with workers(
+            box.url, opts.processes, concurrency, opts.work_dir, args=opts.worker_args
+        ) as procs:
+            sampler = RssSampler(procs) if opts.rss else nullcontext()
+            with sampler:
+                wait_exit(procs, opts.timeout)
+        done = measure.window(box.reader)
+        _require_all(done.succeeded, count, "noop")
+        result = Result(
+            "noop",
+            box.backend,
+            count,
+            done.seconds_since(started),
+            variant="metrics on" if opts.worker_metrics else "",
+            processes=opts.processes,
+            concurrency=concurrency,
+            succeeded=done.succeeded,
+            extra=_drain(count, done.drain_seconds),
+        )
+        if opts.rss:  # the process that grew most
+            samples = max((p.rss_kb for p in procs), key=lambda kb: max(kb, default=0))
+            result.extra |= measure.rss_summary(samples)
+        return result
+
+
+def latency(opts: Options) -> list[Result]:
+    """One running worker; jobs enqueued one by one at a steady rate; enqueue-to-start latency
+    is ``attempts.started_at - jobs.created_at`` of each job's first attempt."""
+    count = opts.jobs_for("latency")
+    with sandbox(opts.database_url, "latency") as box:
+        store = box.store
+        with workers(
+            box.url, 1, opts.concurrency, opts.work_dir, burst=False, args=opts.worker_args
+        ) as procs:
+            wait_until(lambda: bool(store.live_workers()), 60, "the worker to register")
+            warm_up = 10
+            _paced(store, "warm", warm_up, opts.rate)
+            opts.progress(f"latency: {count} jobs at {opts.rate:g}/s ({box.backend})")
+            seconds = _paced(store, "l", count, opts.rate)
+            wait_until(
+                lambda: (
+                    measure.succeeded_count(box.reader) >= count + warm_up
+                    or procs[0].process.poll() is not None
+                ),
+                opts.timeout,
+                "the latency jobs to finish",
+            )
+            if procs[0].process.poll() is not None:
+                raise BenchError(f"latency: the worker exited; log tail:\n{procs[0].log_tail()}")
+        _require_all(measure.succeeded_count(box.reader) - warm_up, count, "latency")
+        latencies = measure.start_latencies_ms(box.reader, "l")
+    return [
+        Result(
+            "latency",
+            box.backend,
+            count,
+            seconds,
+            variant=f"{opts.rate:g}/s",
+            processes=1,
+            concurrency=opts.concurrency,
+            p50_ms=rounded(percentile(latencies, 50)),
+            p95_ms=rounded(percentile(latencies, 95)),
+            p99_ms=rounded(percentile(latencies, 99)),
+            succeeded=count,
+            extra={"max_ms": rounded(max(latencies, default=0.0))},
+        )
+    ]
+
+
+def _paced(store: Store, prefix: str, count: int, rate: float) -> float:
+    """Enqueue ``count`` jobs one by one on a fixed schedule of ``rate`` per second (open loop:
+    a few client threads, so one slow enqueue does not delay the next arrival); returns the
+    seconds taken."""
+    begin = time.perf_counter()
+    with ThreadPoolExecutor(ENQUEUE_CLIENTS, thread_name_prefix="bench-enqueue") as clients:
+        futures = []
+        for n, request in enumerate(measure.noop_requests(count, prefix)):
+            delay = begin + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(clients.submit(store.enqueue, request))
+        for future in futures:
+            future.result()
+    return time.perf_counter() - begin
+
+
+def enqueue(opts: Options) -> list[Result]:
+    """Enqueue rate: bulk through ``enqueue_many`` (deduplication kept: ``ON CONFLICT``), and
+    one by one through ``Store.enqueue``."""
+    count = opts.jobs_for("enqueue")
+    with sandbox(opts.database_url, "enqueue") as box:
+        opts.progress(f"enqueue: {count} jobs in bulk, then one by one ({box.backend})")
+        requests = list(measure.noop_requests(count, "b"))
+        begin = time.perf_counter()
+        bulk = measure.enqueue_bulk(box.store, iter(requests))
+        bulk_seconds = time.perf_counter() - begin
+        singles = list(measure.noop_requests(count, "s"))
+        begin = time.perf_counter()
+        for request in singles:
+            box.store.enqueue(request)
+        single_seconds = time.perf_counter() - begin
+        pending = measure.job_states(box.reader, "noop").get("pending", 0)
+    if bulk != count or pending != 2 * count:
+        raise BenchError(f"enqueue: expected {2 * count} pending jobs, found {pending}")
+    return [
+        Result("enqueue", box.backend, count, bulk_seconds, variant="bulk", succeeded=count),
+        Result(
+            "enqueue", box.backend, count, single_seconds, variant="one-by-one", succeeded=count
+        ),
+    ]
+
+
+def backlog(opts: Options) -> list[Result]:
+    """Drain K jobs from a queue that also holds a small (1,000) and then a large (``--backlog``)
+    number of other pending jobs; compare the rates over the first K successes. The backlog is
+    written straight in SQL (see ``measure.fill_backlog``), the K jobs through ``enqueue_many``."""
+    return [_backlog_once(opts, size) for size in dict.fromkeys((SMALL_BACKLOG, opts.backlog))]
+
+
+def _backlog_once(opts: Options, size: int) -> Result:
+    count = opts.jobs_for("backlog")
+    with sandbox(opts.database_url, "backlog") as box:
+        opts.progress(f"backlog: {count} + {size} pending jobs ({box.backend})")
+        begin = time.perf_counter()
+        measure.fill_backlog(box.engine, size, "q")
+        measure.enqueue_bulk(box.store, measure.noop_requests(count, "k"))
+        fill_seconds = time.perf_counter() - begin
+        opts.progress(f"backlog: draining {count} with {opts.processes} x {opts.concurrency}")
+        started = CLOCK.now()
+        with workers(
+            box.url, opts.processes, opts.concurrency, opts.work_dir, args=opts.worker_args
+        ) as procs:
+            wait_until(
+                lambda: (
+                    measure.succeeded_count(box.reader) >= count
+                    or all(p.process.poll() is not None for p in procs)
+                ),
+                opts.timeout,
+                f"{count} backlog jobs to finish",
+                poll=0.05,
+            )
+        done = measure.window(box.reader, first=count)
+        _require_all(done.succeeded, count, "backlog")
+        return Result(
+            "backlog",
+            box.backend,
+            count,
+            done.seconds_since(started),
+            variant=f"{size} pending",
+            processes=opts.processes,
+            concurrency=opts.concurrency,
+            succeeded=done.succeeded,
+            extra={"pending": count + size, "fill_seconds": round(fill_seconds, 3)}
+            | _drain(count, done.drain_seconds),
+        )
+
+
+def _drain(count: int, seconds: float) -> dict[str, float]:
+    """Rate from the first attempt's start to the last success (worker start-up left out)."""
+    return {
+        "drain_seconds": round(seconds, 4),
+        "drain_jobs_per_s": round(count / seconds, 1) if seconds > 0 else 0.0,
+    }
+
+
+def _require_all(succeeded: int, expected: int, scenario: str) -> None:
+    if succeeded < expected:
+        raise BenchError(f"{scenario}: only {succeeded} of {expected} jobs succeeded")

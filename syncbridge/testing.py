@@ -1,5 +1,5 @@
-"""Helpers for plugin authors: run a job type's handler through the real engine (an in-memory
-SQLite store, a burst worker) against mocked upstreams, and look at what happened.
+"""Helpers for plugin authors: run a job type's handler through the real engine (a throwaway
+SQLite file, a burst worker) against mocked upstreams, and look at what happened.
 
 ::
 
@@ -15,8 +15,11 @@ SQLite store, a burst worker) against mocked upstreams, and look at what happene
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -45,7 +48,6 @@ class JobRun:
     job: Job
     attempts: list[Attempt]
     ledger: list[dict[str, Any]]
-    store: Store
 
 
 def run_job(
@@ -62,7 +64,10 @@ def run_job(
     end. Upstreams ``crm`` and ``billing`` go through ``transports`` (e.g. respx's mock
     transport or ``httpx.MockTransport``), at ``http://crm.test`` and ``http://billing.test``."""
     settings = settings or Settings(**FAST)  # type: ignore[arg-type]
-    store = Store(make_engine("sqlite://"))
+    # A throwaway SQLite file, like production's, rather than one in-memory connection that
+    # every pool checkout would share.
+    folder = tempfile.mkdtemp(prefix="syncbridge-run-job-")
+    store = Store(make_engine(f"sqlite:///{Path(folder) / 'jobs.db'}"))
     migrate.upgrade(store.engine)
     registry = Registry(job_types={job_type.name: job_type}, plugins={"test": [job_type.name]})
     job = store.enqueue(
@@ -75,9 +80,12 @@ def run_job(
         Worker(store, registry, settings, concurrency=1, burst=True, upstreams=upstreams).run()
     finally:
         close_upstreams(upstreams)
-    return JobRun(
-        store.get_job(job.id),
-        store.attempts_of(job.id),
-        store.ledger_rows(job.effective_lineage_id),
-        store,
-    )
+    try:
+        return JobRun(
+            store.get_job(job.id),
+            store.attempts_of(job.id),
+            store.ledger_rows(job.effective_lineage_id),
+        )
+    finally:
+        store.engine.dispose()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -102,7 +102,7 @@ class Worker:
         self._renew_every = lease / 3
         self._next_renew = 0.0
         self._next_rescue = 0.0
-        self._next_reconcile = settings.reconcile_interval_seconds  # not at start-up
+        self._next_reconcile = time.monotonic() + settings.reconcile_interval_seconds
         self._reconciling: threading.Thread | None = None
 
     # -- public --------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ FAST_ENV = {
     "SYNCBRIDGE_RESCUE_INTERVAL_SECONDS": "0.2",
     "SYNCBRIDGE_JOB_BACKOFF_SECONDS_BASE": "0",
     "SYNCBRIDGE_SHUTDOWN_GRACE_SECONDS": "5",
+    # Drills call `syncbridge reconcile` themselves; the worker's periodic one would race them.
+    "SYNCBRIDGE_RECONCILE_INTERVAL_SECONDS": "3600",
     "SYNCBRIDGE_LOG_FORMAT": "json",
 }
 

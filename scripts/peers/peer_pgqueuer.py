@@ -37,23 +37,13 @@ async def setup(dsn: str, jobs: int) -> None:
             await queries.enqueue(["noop"] * size, [None] * size, [0] * size)
 
 
-async def results(dsn: str) -> tuple[int, float | None, float | None]:
-    """Successful jobs, first pick and last success (epoch seconds, from ``pgqueuer_log``)."""
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        cursor = await conn.execute(
-            "SELECT count(*) FILTER (WHERE status = 'successful'),"
-            " extract(epoch FROM min(created) FILTER (WHERE status = 'picked')),"
-            " extract(epoch FROM max(created) FILTER (WHERE status = 'successful'))"
-            " FROM pgqueuer_log"
-        )
-        row = await cursor.fetchone()
-        assert row is not None
-        first, last = row[1], row[2]
-        return (
-            int(row[0]),
-            None if first is None else float(first),
-            None if last is None else float(last),
-        )
+# For runner.results: succeeded jobs, first pick and last success, from ``pgqueuer_log``.
+RESULTS_SQL = (
+    "SELECT count(*) FILTER (WHERE status = 'successful'),"
+    " extract(epoch FROM min(created) FILTER (WHERE status = 'picked')),"
+    " extract(epoch FROM max(created) FILTER (WHERE status = 'successful'))"
+    " FROM pgqueuer_log"
+)
 
 
 async def work(dsn: str, concurrency: int, batch_size: int | None) -> None:

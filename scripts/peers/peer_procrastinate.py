@@ -10,7 +10,6 @@ from argparse import Namespace
 from importlib.metadata import version as package_version
 
 import procrastinate
-import psycopg
 
 CHUNK = 5_000
 QUEUE = "bench"
@@ -43,23 +42,13 @@ async def setup(dsn: str, jobs: int) -> None:
             await task.batch_defer_async(*({} for _ in range(min(CHUNK, jobs - start))))
 
 
-async def results(dsn: str) -> tuple[int, float | None, float | None]:
-    """Succeeded jobs, first start and last success (epoch seconds, from its events)."""
-    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        cursor = await conn.execute(
-            "SELECT (SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'),"
-            " extract(epoch FROM min(at) FILTER (WHERE type = 'started')),"
-            " extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded'))"
-            " FROM procrastinate_events"
-        )
-        row = await cursor.fetchone()
-        assert row is not None
-        first, last = row[1], row[2]
-        return (
-            int(row[0]),
-            None if first is None else float(first),
-            None if last is None else float(last),
-        )
+# For runner.results: succeeded jobs, first start and last success, from its events.
+RESULTS_SQL = (
+    "SELECT (SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'),"
+    " extract(epoch FROM min(at) FILTER (WHERE type = 'started')),"
+    " extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded'))"
+    " FROM procrastinate_events"
+)
 
 
 async def work(dsn: str, concurrency: int, batch_size: int | None) -> None:

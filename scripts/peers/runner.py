@@ -27,6 +27,23 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
+async def results(dsn: str, sql: str) -> tuple[int, float | None, float | None]:
+    """Run a peer's ``RESULTS_SQL``: (succeeded jobs, first start, last success) in epoch
+    seconds, read from the peer's own tables."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cursor = await conn.execute(sql)
+        row = await cursor.fetchone()
+        assert row is not None
+        first, last = row[1], row[2]
+        return (
+            int(row[0]),
+            None if first is None else float(first),
+            None if last is None else float(last),
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("peer", choices=["procrastinate", "pgqueuer"])
@@ -57,7 +74,7 @@ def main() -> None:
         if code != 0:
             sys.exit(f"{args.peer} worker exited with {code}")
     exited = time.perf_counter() - started
-    succeeded, first, last = asyncio.run(peer.results(args.dsn))
+    succeeded, first, last = asyncio.run(results(args.dsn, peer.RESULTS_SQL))
     if first is None or last is None:
         sys.exit(f"{args.peer} recorded no finished job")
     report = {

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, desc, select, update
 
-from syncbridge.db.lifecycle import ACTIVE, LifecycleStore
+from syncbridge.db.enqueue import ACTIVE
+from syncbridge.db.lifecycle import LifecycleStore
 from syncbridge.db.schema import attempts, jobs
 from syncbridge.errors import IllegalTransition, UnknownJob
 from syncbridge.models import EnqueueRequest, Job

@@ -1,0 +1,137 @@
+"""Enqueue: one job per entity while active (the partial unique index decides races), keyed
+requests checked against their parameters, follow-ups for changes that arrive mid-run."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from syncbridge.db.base import StoreBase, params_hash
+from syncbridge.db.notify import notify_enqueued
+from syncbridge.db.schema import jobs
+from syncbridge.errors import InvalidInput
+from syncbridge.models import EnqueueRequest, EnqueueResult, Job
+from syncbridge.states import ACTIVE_STATES, JobState
+
+ACTIVE = [str(state) for state in ACTIVE_STATES]
+
+
+class EnqueueStore(StoreBase):
+    def _insert(self) -> postgresql.Insert | sqlite.Insert:
+        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        return dialect_insert(jobs)
+
+    def enqueue(self, request: EnqueueRequest) -> EnqueueResult:
+        """Insert a job, or return the entity's active job (marking a running one for a follow-up).
+
+        The partial unique index decides races: ``INSERT .. ON CONFLICT DO NOTHING`` either
+        inserts or names a conflict that the follow-up reads resolve. A conflicting job can finish
+        between the two statements, so the loop tries again.
+        """
+        digest = params_hash(request.job_type, request.entity_id, request.payload)
+        for _ in range(20):
+            with self.engine.begin() as conn:
+                if request.idempotency_key is not None:
+                    keyed = self._job_by_key(conn, request.idempotency_key)
+                    if keyed is not None:
+                        return self._keyed_result(keyed, digest, request.idempotency_key)
+                job_id = self._insert_job(conn, request, digest)
+                if job_id is not None:
+                    return EnqueueResult(job=self._get(conn, job_id), deduplicated=False)
+                if request.idempotency_key is not None:
+                    keyed = self._job_by_key(conn, request.idempotency_key)
+                    if keyed is not None:
+                        return self._keyed_result(keyed, digest, request.idempotency_key)
+                active = self._active_job(conn, request.job_type, request.entity_id)
+                if active is None:
+                    continue
+                if active.state is JobState.RUNNING:
+                    conn.execute(
+                        update(jobs)
+                        .where(jobs.c.id == active.id, jobs.c.state == JobState.RUNNING)
+                        .values(
+                            follow_up=True,
+                            follow_up_payload=request.payload,
+                            updated_at=self.now_sql(),
+                        )
+                    )
+                    return EnqueueResult(
+                        job=self._get(conn, active.id), deduplicated=True, follow_up_marked=True
+                    )
+                return EnqueueResult(job=active, deduplicated=True)
+        raise RuntimeError("enqueue kept racing with completions; giving up")
+
+    def _insert_job(
+        self,
+        conn: Connection,
+        request: EnqueueRequest,
+        digest: str,
+        extra: dict[str, Any] | None = None,
+    ) -> int | None:
+        now = self.now_sql()
+        values: dict[str, Any] = {
+            "job_type": request.job_type,
+            "entity_id": request.entity_id,
+            "payload": request.payload,
+            "state": JobState.PENDING,
+            "attempt": 0,
+            "budget_start": 0,
+            "max_retries": request.max_retries,
+            "timeout_seconds": request.timeout_seconds,
+            "next_run_at": now,
+            "correlation_id": request.correlation_id or uuid.uuid4().hex,
+            "idempotency_key": request.idempotency_key,
+            "params_hash": digest,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if request.run_at is not None:
+            values["next_run_at"] = request.run_at
+        values.update(extra or {})
+        statement = self._insert().values(**values).on_conflict_do_nothing().returning(jobs.c.id)
+        job_id = conn.execute(statement).scalar_one_or_none()
+        if job_id is not None and values.get("lineage_id") is None:
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(lineage_id=job_id))
+        if job_id is not None and self.dialect == "postgresql":
+            notify_enqueued(conn, request.job_type)
+        return job_id
+
+    @staticmethod
+    def _keyed_result(job: Job, digest: str, key: str) -> EnqueueResult:
+        if job.params_hash != digest:
+            raise InvalidInput(
+                f"idempotency key {key!r} already belongs to job {job.id} with different parameters"
+            )
+        return EnqueueResult(job=job, deduplicated=True)
+
+    def _job_by_key(self, conn: Connection, key: str) -> Job | None:
+        row = conn.execute(select(jobs).where(jobs.c.idempotency_key == key)).one_or_none()
+        return Job.from_row(row) if row else None
+
+    def _active_job(self, conn: Connection, job_type: str, entity_id: str) -> Job | None:
+        query = select(jobs).where(
+            jobs.c.job_type == job_type, jobs.c.entity_id == entity_id, jobs.c.state.in_(ACTIVE)
+        )
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).one_or_none()
+        return Job.from_row(row) if row else None
+
+    def _get(self, conn: Connection, job_id: int) -> Job:
+        return Job.from_row(conn.execute(select(jobs).where(jobs.c.id == job_id)).one())
+
+    def _enqueue_follow_up(self, conn: Connection, job: Job) -> int | None:
+        """One fresh job for the change enqueued while ``job`` ran (newest payload)."""
+        follow_up = EnqueueRequest(
+            job_type=job.job_type,
+            entity_id=job.entity_id,
+            payload=job.follow_up_payload if job.follow_up_payload is not None else job.payload,
+            max_retries=job.max_retries,
+            correlation_id=f"{job.correlation_id}~follow-up",
+            timeout_seconds=job.timeout_seconds,
+        )
+        digest = params_hash(follow_up.job_type, follow_up.entity_id, follow_up.payload)
+        return self._insert_job(conn, follow_up, digest)

@@ -42,7 +42,9 @@ class Job:
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
-        values = {f.name: row._mapping[f.name] for f in fields(cls)}
+        # On the claim and completion path for every job: names looked up once, not per row.
+        mapping = row._mapping
+        values = {name: mapping[name] for name in _JOB_FIELDS}
         values["state"] = JobState(values["state"])
         return cls(**values)
 
@@ -60,6 +62,9 @@ class Job:
         data["state"] = str(self.state)
         data["lineage_id"] = self.effective_lineage_id
         return {key: _jsonable(value) for key, value in data.items()}
+
+
+_JOB_FIELDS = tuple(f.name for f in fields(Job))
 
 
 @dataclass(frozen=True)

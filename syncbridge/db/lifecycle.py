@@ -7,13 +7,35 @@ Every write about a running job is fenced: ``id``, ``attempt``, ``state = 'runni
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, tuple_, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Connection,
+    Integer,
+    Interval,
+    Select,
+    String,
+    Update,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    not_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncbridge.db.enqueue import EnqueueStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
+from syncbridge.db.types import UTCDateTime
 from syncbridge.models import (
     Completion,
     CompletionResult,
@@ -27,6 +49,10 @@ from syncbridge.states import AttemptOutcome, JobState
 from syncbridge.transitions import Transition, decide
 
 DEFAULT_POLICY = RetryPolicy()
+
+
+def _run_order(job: Job) -> tuple[Any, int]:
+    return job.next_run_at, job.id
 
 
 class LifecycleStore(EnqueueStore):
@@ -63,20 +89,40 @@ class LifecycleStore(EnqueueStore):
             .cte("due")
             .prefix_with("MATERIALIZED", dialect="postgresql")
         )
+        claim = (
+            update(jobs)
+            .where(jobs.c.id == due.c.id, jobs.c.state == JobState.PENDING)
+            .values(
+                state=JobState.RUNNING,
+                attempt=jobs.c.attempt + 1,
+                lease_owner=worker_id,
+                lease_expires_at=self.now_sql(lease_seconds),
+                updated_at=self.now_sql(),
+            )
+            .returning(*jobs.c)
+        )
         with self.engine.begin() as conn:
-            rows = conn.execute(
-                update(jobs)
-                .where(jobs.c.id == due.c.id, jobs.c.state == JobState.PENDING)
-                .values(
-                    state=JobState.RUNNING,
-                    attempt=jobs.c.attempt + 1,
-                    lease_owner=worker_id,
-                    lease_expires_at=self.now_sql(lease_seconds),
-                    updated_at=self.now_sql(),
+            if self.dialect == "postgresql":
+                # One round trip: the attempt rows are written by the same statement.
+                claimed_rows = claim.cte("claimed")
+                opened = (
+                    insert(attempts)
+                    .from_select(
+                        ["job_id", "number", "worker_id", "started_at", "outcome"],
+                        select(
+                            claimed_rows.c.id,
+                            claimed_rows.c.attempt,
+                            literal(worker_id, String()),
+                            claimed_rows.c.updated_at,
+                            literal(str(AttemptOutcome.RUNNING), String()),
+                        ),
+                    )
+                    .cte("opened")
                 )
-                .returning(*jobs.c)
-            ).all()
-            claimed = sorted((Job.from_row(row) for row in rows), key=lambda j: j.next_run_at)
+                rows = conn.execute(select(claimed_rows).add_cte(opened)).all()
+                return sorted((Job.from_row(row) for row in rows), key=_run_order)
+            rows = conn.execute(claim).all()
+            claimed = sorted((Job.from_row(row) for row in rows), key=_run_order)
             if claimed:
                 conn.execute(
                     insert(attempts),
@@ -130,139 +176,205 @@ class LifecycleStore(EnqueueStore):
     def complete(
         self, completions: Sequence[Completion], policy: RetryPolicy = DEFAULT_POLICY
     ) -> list[CompletionResult]:
-        """Record finished attempts in one transaction. A completion whose fence no longer
+        """Record finished attempts in one transaction, a fixed number of statements per batch
+        (fenced read, attempt rows, job rows, ledger). A completion whose fence no longer
         matches (lease lost) writes nothing and comes back with ``applied=False``."""
-        results: list[CompletionResult] = []
         if not completions:
-            return results
+            return []
         with self.engine.begin() as conn:
-            for completion in completions:
-                results.append(self._complete_one(conn, completion, policy))
-        return results
+            return self._record(conn, self._fenced(conn, completions), policy)
 
-    def _fenced(self, conn: Connection, job_id: int, attempt: int, owner: str) -> Job | None:
-        query = select(jobs).where(
-            jobs.c.id == job_id,
-            jobs.c.attempt == attempt,
-            jobs.c.state == JobState.RUNNING,
-            jobs.c.lease_owner == owner,
+    def _fenced(
+        self, conn: Connection, completions: Sequence[Completion]
+    ) -> list[tuple[Completion, Job | None, int | None]]:
+        """Each completion with its job (locked) and open attempt row id, or ``None`` where the
+        fence (id, attempt, owner, still running) no longer holds. One statement."""
+        keys = list({(c.job_id, c.attempt, c.worker_id) for c in completions})
+        query = (
+            self._running_with_attempt()
+            .where(tuple_(jobs.c.id, jobs.c.attempt, jobs.c.lease_owner).in_(keys))
+            .order_by(jobs.c.id)  # one lock order for every writer: no deadlocks
         )
         if self.dialect == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).one_or_none()
-        return Job.from_row(row) if row else None
+            query = query.with_for_update(of=jobs)
+        fenced = {
+            (row.id, row.attempt, row.lease_owner): (Job.from_row(row), row.attempt_row_id)
+            for row in conn.execute(query)
+        }
+        return [
+            (c, *fenced.get((c.job_id, c.attempt, c.worker_id), (None, None))) for c in completions
+        ]
 
-    def _complete_one(
-        self, conn: Connection, completion: Completion, policy: RetryPolicy
-    ) -> CompletionResult:
-        job = self._fenced(conn, completion.job_id, completion.attempt, completion.worker_id)
-        if job is None:
-            return CompletionResult(completion.job_id, completion.attempt, applied=False)
-        error = completion.error
-        transition = decide(job, completion.outcome, policy, error.retry_after if error else None)
-        attempt_id = self._close_attempt(conn, job, completion.outcome, completion)
-        last_error = None
-        if error is not None:
-            last_error = error.to_dict() | {"attempt_id": attempt_id, "attempt": job.attempt}
-        follow_up_id = self._apply(conn, job, transition, last_error, owner=completion.worker_id)
-        if completion.effect is not None and transition.state is JobState.SUCCEEDED:
-            conn.execute(
-                self._ledger_insert().values(
-                    effect_key=completion.effect.effect_key,
-                    job_id=job.id,
-                    lineage_id=job.effective_lineage_id,
-                    upstream=completion.effect.upstream,
-                    upstream_ref=completion.effect.upstream_ref,
-                    applied_at=self.now_sql(),
+    @staticmethod
+    def _running_with_attempt() -> Select[Any]:
+        """Running jobs with the id of their open attempt row."""
+        return (
+            select(jobs, attempts.c.id.label("attempt_row_id"))
+            .select_from(
+                jobs.outerjoin(
+                    attempts,
+                    and_(attempts.c.job_id == jobs.c.id, attempts.c.number == jobs.c.attempt),
                 )
             )
-        return CompletionResult(
-            job.id, job.attempt, True, state=transition.state, follow_up_job_id=follow_up_id
+            .where(jobs.c.state == JobState.RUNNING)
+        )
+
+    def _record(
+        self,
+        conn: Connection,
+        batch: Sequence[tuple[Completion, Job | None, int | None]],
+        policy: RetryPolicy,
+    ) -> list[CompletionResult]:
+        """Write the transitions of fenced, locked jobs (``None``: the fence failed)."""
+        results: list[CompletionResult] = []
+        closed: list[dict[str, Any]] = []
+        moved: list[dict[str, Any]] = []
+        effects: list[dict[str, Any]] = []
+        follow_ups: list[tuple[int, Job]] = []
+        seen: set[int] = set()
+        for completion, job, attempt_row_id in batch:
+            if job is None or job.id in seen:  # lease lost, or the same attempt reported twice
+                results.append(CompletionResult(completion.job_id, completion.attempt, False))
+                continue
+            seen.add(job.id)
+            error = completion.error
+            transition = decide(
+                job, completion.outcome, policy, error.retry_after if error else None
+            )
+            closed.append(
+                {
+                    "b_id": attempt_row_id,
+                    "b_outcome": str(completion.outcome),
+                    "b_error_class": error.error_class if error else None,
+                    "b_error_message": error.message if error else None,
+                    "b_retryable": error.retryable if error else None,
+                    "b_http_status": error.http_status if error else None,
+                }
+            )
+            moved.append(self._moved_row(job, transition, error, attempt_row_id))
+            if completion.effect is not None and transition.state is JobState.SUCCEEDED:
+                effects.append(
+                    {
+                        "effect_key": completion.effect.effect_key,
+                        "job_id": job.id,
+                        "lineage_id": job.effective_lineage_id,
+                        "upstream": completion.effect.upstream,
+                        "upstream_ref": completion.effect.upstream_ref,
+                    }
+                )
+            if transition.enqueue_follow_up:
+                follow_ups.append((len(results), job))
+            results.append(CompletionResult(job.id, job.attempt, True, state=transition.state))
+        if not moved:
+            return results
+        now = self.now_sql()
+        conn.execute(
+            update(attempts)
+            .where(attempts.c.id == bindparam("b_id"))
+            .values(
+                finished_at=now,
+                outcome=bindparam("b_outcome"),
+                error_class=bindparam("b_error_class"),
+                error_message=bindparam("b_error_message"),
+                retryable=bindparam("b_retryable"),
+                http_status=bindparam("b_http_status"),
+            ),
+            closed,
+        )
+        written = conn.execute(self._move_statement(), moved).rowcount
+        if self.engine.dialect.supports_sane_multi_rowcount and written != len(moved):
+            raise RuntimeError(f"fenced write of {len(moved)} locked jobs changed {written} rows")
+        if effects:
+            # A replay or reconcile meeting an existing row links to it; never abort the batch.
+            conn.execute(self._ledger_insert().values(applied_at=now), effects)
+        for index, job in follow_ups:
+            follow_up_id = self._enqueue_follow_up(conn, job)
+            results[index] = replace(results[index], follow_up_job_id=follow_up_id)
+        return results
+
+    def _moved_row(
+        self,
+        job: Job,
+        transition: Transition,
+        error: ErrorSnapshot | None,
+        attempt_row_id: int | None,
+    ) -> dict[str, Any]:
+        pending = transition.state is JobState.PENDING
+        delay = timedelta(seconds=transition.delay_seconds)
+        last_error = None
+        if error is not None:
+            last_error = error.to_dict() | {"attempt_id": attempt_row_id, "attempt": job.attempt}
+        return {
+            "b_id": job.id,
+            "b_attempt": job.attempt,
+            "b_owner": job.lease_owner,
+            "b_state": str(transition.state),
+            "b_isolate": transition.isolate,
+            # The database clock moves next_run_at itself; any other clock is applied here.
+            "b_delay": delay if pending else None,
+            "b_next_run_at": self.clock.now() + delay if pending else None,
+            "b_finished": not pending,
+            "b_budget_inc": 1 if pending and not transition.charge else 0,
+            "b_last_error": last_error,
+            "b_consume_follow_up": transition.enqueue_follow_up,
+        }
+
+    def _move_statement(self) -> Update:
+        """The fenced transition of one job, run once per job of a batch (executemany)."""
+        now = self.now_sql()
+        if self.uses_database_clock:
+            next_run_at: Any = now + bindparam("b_delay", type_=Interval())
+        else:
+            next_run_at = bindparam("b_next_run_at", type_=UTCDateTime())
+        return (
+            update(jobs)
+            .where(
+                jobs.c.id == bindparam("b_id"),
+                jobs.c.attempt == bindparam("b_attempt"),
+                jobs.c.state == JobState.RUNNING,
+                jobs.c.lease_owner.is_not_distinct_from(bindparam("b_owner", type_=String())),
+            )
+            .values(
+                state=bindparam("b_state"),
+                isolate=bindparam("b_isolate", type_=Boolean()),
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+                next_run_at=func.coalesce(next_run_at, jobs.c.next_run_at),
+                finished_at=case(
+                    (bindparam("b_finished", type_=Boolean()), now), else_=jobs.c.finished_at
+                ),
+                budget_start=jobs.c.budget_start + bindparam("b_budget_inc", type_=Integer()),
+                last_error=func.coalesce(
+                    bindparam("b_last_error", type_=JSON(none_as_null=True)), jobs.c.last_error
+                ),
+                follow_up=and_(
+                    jobs.c.follow_up,
+                    not_(bindparam("b_consume_follow_up", type_=Boolean())),
+                ),
+            )
         )
 
     def _ledger_insert(self) -> postgresql.Insert | sqlite.Insert:
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        # A replay or reconcile meeting an existing row links to it; never abort the completion.
         return dialect_insert(ledger).on_conflict_do_nothing()
-
-    def _close_attempt(
-        self,
-        conn: Connection,
-        job: Job,
-        outcome: AttemptOutcome,
-        completion: Completion | None = None,
-    ) -> int:
-        error = completion.error if completion else None
-        return int(
-            conn.execute(
-                update(attempts)
-                .where(attempts.c.job_id == job.id, attempts.c.number == job.attempt)
-                .values(
-                    finished_at=self.now_sql(),
-                    outcome=outcome,
-                    error_class=error.error_class if error else None,
-                    error_message=error.message if error else None,
-                    retryable=error.retryable if error else None,
-                    http_status=error.http_status if error else None,
-                )
-                .returning(attempts.c.id)
-            ).scalar_one()
-        )
-
-    def _apply(
-        self,
-        conn: Connection,
-        job: Job,
-        transition: Transition,
-        last_error: dict[str, Any] | None,
-        owner: str | None,
-    ) -> int | None:
-        """Write ``transition`` for ``job`` (still fenced) and enqueue its follow-up if due."""
-        values: dict[str, Any] = {
-            "state": transition.state,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "isolate": transition.isolate,
-            "updated_at": self.now_sql(),
-        }
-        if last_error is not None:
-            values["last_error"] = last_error
-        if transition.state is JobState.PENDING:
-            values["next_run_at"] = self.now_sql(transition.delay_seconds)
-            if not transition.charge:
-                values["budget_start"] = jobs.c.budget_start + 1
-        else:
-            values["finished_at"] = self.now_sql()
-        if transition.enqueue_follow_up:
-            values["follow_up"] = False
-        fence = and_(
-            jobs.c.id == job.id, jobs.c.attempt == job.attempt, jobs.c.state == JobState.RUNNING
-        )
-        if owner is not None:
-            fence = and_(fence, jobs.c.lease_owner == owner)
-        written = conn.execute(update(jobs).where(fence).values(**values)).rowcount
-        if written != 1:
-            raise RuntimeError(f"fenced write of job {job.id} changed {written} rows")
-        if not transition.enqueue_follow_up:
-            return None
-        return self._enqueue_follow_up(conn, job)
 
     # -- rescue and release --------------------------------------------------------------------
 
     def rescue(self, policy: RetryPolicy = DEFAULT_POLICY, limit: int = 500) -> list[RescuedJob]:
         """Return jobs whose lease expired to pending (backoff, isolated) or to dead."""
         query = (
-            select(jobs)
-            .where(jobs.c.state == JobState.RUNNING, jobs.c.lease_expires_at < self.now_sql())
+            self._running_with_attempt()
+            .where(jobs.c.lease_expires_at < self.now_sql())
             .order_by(jobs.c.lease_expires_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
         )
-        rescued: list[RescuedJob] = []
+        if self.dialect == "postgresql":
+            query = query.with_for_update(of=jobs, skip_locked=True)
         with self.engine.begin() as conn:
+            batch: list[tuple[Completion, Job | None, int | None]] = []
             for row in conn.execute(query).all():
                 job = Job.from_row(row)
-                transition = decide(job, AttemptOutcome.LEASE_EXPIRED, policy)
                 lost = ErrorSnapshot(
                     error_class="LeaseExpired",
                     message=f"lease held by {job.lease_owner} expired during attempt {job.attempt}",
@@ -271,11 +383,13 @@ class LifecycleStore(EnqueueStore):
                 closing = Completion(
                     job.id, job.attempt, job.lease_owner or "", AttemptOutcome.LEASE_EXPIRED, lost
                 )
-                attempt_id = self._close_attempt(conn, job, AttemptOutcome.LEASE_EXPIRED, closing)
-                last_error = lost.to_dict() | {"attempt_id": attempt_id, "attempt": job.attempt}
-                self._apply(conn, job, transition, last_error, owner=job.lease_owner)
-                rescued.append(RescuedJob(job.id, job.attempt, job.lease_owner, transition.state))
-        return rescued
+                batch.append((closing, job, row.attempt_row_id))
+            results = self._record(conn, batch, policy)
+        return [
+            RescuedJob(completion.job_id, completion.attempt, job.lease_owner, result.state)
+            for (completion, job, _), result in zip(batch, results, strict=True)
+            if job is not None and result.state is not None
+        ]
 
     def release(self, worker_id: str, held: Iterable[tuple[int, int]]) -> list[CompletionResult]:
         """Give back jobs a stopping worker did not finish, without charging an attempt."""

@@ -1,12 +1,15 @@
 """FM_002: a worker whose lease expired completes after another worker took the job over.
 
 Unsafe variant: a completion that finds the job by id alone (no attempt, state or owner fence).
-Prevention: ``LifecycleStore._fenced`` and the fenced ``UPDATE`` in ``LifecycleStore._apply``.
+Prevention: ``LifecycleStore._fenced`` (one locked read of every completion's fence) and the
+fenced ``UPDATE`` of ``LifecycleStore._move_statement``.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select
+from collections.abc import Sequence
+
+from sqlalchemy import Connection
 
 from syncbridge.clock import FakeClock
 from syncbridge.db.queries import Store
@@ -14,7 +17,6 @@ from syncbridge.db.schema import jobs
 from syncbridge.jobtypes import AppliedEffect
 from syncbridge.models import Completion, Job
 from syncbridge.states import AttemptOutcome, JobState
-from syncbridge.transitions import Transition
 from tests.failure_modes.support import request, violations
 
 OLD, NEW = "worker-old", "worker-new"
@@ -23,20 +25,18 @@ OLD, NEW = "worker-old", "worker-new"
 class UnfencedStore(Store):
     """Unsafe: completes whatever attempt the job is on now, whoever holds it."""
 
-    def _fenced(self, conn: Connection, job_id: int, attempt: int, owner: str) -> Job | None:
-        query = select(jobs).where(jobs.c.id == job_id, jobs.c.state == JobState.RUNNING)
-        row = conn.execute(query).one_or_none()
-        return Job.from_row(row) if row else None
-
-    def _apply(
-        self,
-        conn: Connection,
-        job: Job,
-        transition: Transition,
-        last_error: dict[str, object] | None,
-        owner: str | None,
-    ) -> int | None:
-        return super()._apply(conn, job, transition, last_error, owner=None)
+    def _fenced(
+        self, conn: Connection, completions: Sequence[Completion]
+    ) -> list[tuple[Completion, Job | None, int | None]]:
+        found = []
+        for completion in completions:
+            row = conn.execute(
+                self._running_with_attempt().where(jobs.c.id == completion.job_id)
+            ).one_or_none()
+            found.append(
+                (completion, *((Job.from_row(row), row.attempt_row_id) if row else (None, None)))
+            )
+        return found
 
 
 def succeed(job: Job, worker: str, key: str) -> Completion:

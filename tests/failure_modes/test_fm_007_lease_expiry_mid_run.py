@@ -4,8 +4,9 @@ The worker is alive but its renewals do not land, so the rescuer returns the job
 worker runs it: two handlers of one entity at once. That much no engine can prevent (handlers run
 at least once). What must hold: the first handler's late completion changes nothing, and the
 effect has one ledger row. Unsafe variant: the first worker completes through a store without the
-attempt/owner fence. Prevention: fenced completion (``LifecycleStore._fenced``, ``_apply``) and
-effect keys per lineage (``JobContext.effect_key``) with a unique ledger ``effect_key``.
+attempt/owner fence. Prevention: fenced completion (``LifecycleStore._fenced``,
+``_move_statement``) and effect keys per lineage (``JobContext.effect_key``) with a unique
+ledger ``effect_key``.
 
 Real worker loops in threads with the system clock (tiny lease); handlers rendezvous through
 events, so the overlap is certain and nothing sleeps.
@@ -14,16 +15,16 @@ events, so the overlap is certain and nothing sleeps.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from syncbridge.db.queries import Store
 from syncbridge.db.schema import jobs
 from syncbridge.jobtypes import AppliedEffect, JobContext, JobType, Success
-from syncbridge.models import Job
+from syncbridge.models import Completion, Job
 from syncbridge.states import JobState
-from syncbridge.transitions import Transition
 from syncbridge.worker import Worker
 from tests.failure_modes.support import request, violations
 from tests.helpers import fast_settings, registry_with
@@ -34,21 +35,18 @@ WAIT = 20.0
 class UnfencedStore(Store):
     """Unsafe: completes whatever attempt the job is on now, whoever holds it."""
 
-    def _fenced(self, conn: Connection, job_id: int, attempt: int, owner: str) -> Job | None:
-        row = conn.execute(
-            select(jobs).where(jobs.c.id == job_id, jobs.c.state == JobState.RUNNING)
-        ).one_or_none()
-        return Job.from_row(row) if row else None
-
-    def _apply(
-        self,
-        conn: Connection,
-        job: Job,
-        transition: Transition,
-        last_error: dict[str, Any] | None,
-        owner: str | None,
-    ) -> int | None:
-        return super()._apply(conn, job, transition, last_error, owner=None)
+    def _fenced(
+        self, conn: Connection, completions: Sequence[Completion]
+    ) -> list[tuple[Completion, Job | None, int | None]]:
+        found = []
+        for completion in completions:
+            row = conn.execute(
+                self._running_with_attempt().where(jobs.c.id == completion.job_id)
+            ).one_or_none()
+            found.append(
+                (completion, *((Job.from_row(row), row.attempt_row_id) if row else (None, None)))
+            )
+        return found
 
 
 class NoRenewalWorker(Worker):

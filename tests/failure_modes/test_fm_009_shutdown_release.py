@@ -2,7 +2,7 @@
 
 Unsafe variant: a release that closes those attempts like failures, charging the retry budget:
 with ``max_retries=0`` one deploy sends a healthy job to ``dead``. Prevention: the ``released``
-outcome is not charged (``transitions.decide``: ``charge=False``; ``LifecycleStore._apply``
+outcome is not charged (``transitions.decide``: ``charge=False``; ``LifecycleStore._record``
 moves ``budget_start``; ``invariants`` INV_004 skips released attempts), and ``Worker.run`` lets
 in-flight jobs finish within ``shutdown_grace_seconds`` first.
 

@@ -4,7 +4,7 @@ The running job read the CRM record before the change; the enqueue that reports 
 the active job and is deduplicated. Unsafe variant: deduplication that returns the running job
 and does nothing else. Prevention: ``LifecycleStore.enqueue`` marks the running job
 ``follow_up`` (with the latest payload); its success inserts exactly one fresh pending job in the
-same transaction (``LifecycleStore._apply``); ``invariants`` INV_008 flags a succeeded job whose
+same transaction (``LifecycleStore._record``); ``invariants`` INV_008 flags a succeeded job whose
 follow-up was never consumed.
 """
 

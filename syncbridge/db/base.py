@@ -12,12 +12,14 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func
+from sqlalchemy import Connection, Engine, Interval, bindparam, func
 from sqlalchemy.sql.elements import ColumnElement
 
 from syncbridge.clock import Clock, SystemClock
 from syncbridge.db.engine import READ_ONLY_OPTION
 from syncbridge.db.types import UTCDateTime
+
+NOW = "sb_now"
 
 
 class StoreBase:
@@ -33,6 +35,30 @@ class StoreBase:
         """A connection for reads only: on SQLite its transaction is deferred, so readers (the
         CLI, the API, checks, metrics scrapes) never queue behind the workers' write lock."""
         return self.engine.connect().execution_options(**{READ_ONLY_OPTION: True})
+
+    # Hot-path statements are built once and reused (building one costs far more than running
+    # it). They cannot carry a clock value, so time enters them as named parameters.
+
+    def now_param(self) -> ColumnElement[Any]:
+        """The current time in a reusable statement; :meth:`time_params` supplies it."""
+        if self.uses_database_clock:
+            return func.now(type_=UTCDateTime())
+        return bindparam(NOW, type_=UTCDateTime())
+
+    def later_param(self, name: str) -> ColumnElement[Any]:
+        """The current time plus an offset named ``name``, in a reusable statement."""
+        if self.uses_database_clock:
+            return func.now(type_=UTCDateTime()) + bindparam(name, type_=Interval())
+        return bindparam(name, type_=UTCDateTime())
+
+    def time_params(self, **offsets_seconds: float) -> dict[str, Any]:
+        """Values for :meth:`now_param` and each :meth:`later_param` offset."""
+        if self.uses_database_clock:
+            return {name: timedelta(seconds=s) for name, s in offsets_seconds.items()}
+        now = self.clock.now()
+        return {NOW: now} | {
+            name: now + timedelta(seconds=s) for name, s in offsets_seconds.items()
+        }
 
     def now_sql(self, offset_seconds: float = 0.0) -> ColumnElement[Any]:
         """SQL for "now" (plus an offset), from the one clock this store uses."""

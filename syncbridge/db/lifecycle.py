@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     Connection,
+    Insert,
     Integer,
     Interval,
     Select,
@@ -73,59 +75,21 @@ class LifecycleStore(EnqueueStore):
         """
         if limit <= 0 or not job_types:
             return []
-        due = (
-            select(jobs.c.id)
-            .where(
-                jobs.c.state == JobState.PENDING,
-                jobs.c.next_run_at <= self.now_sql(),
-                jobs.c.job_type.in_(list(job_types)),
-                jobs.c.isolate == isolated,
-            )
-            .order_by(jobs.c.next_run_at, jobs.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-            # Materialized: an inlined subquery can be re-run by the planner and lock (and so
-            # claim) more rows than the limit.
-            .cte("due")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
-        claim = (
-            update(jobs)
-            .where(jobs.c.id == due.c.id, jobs.c.state == JobState.PENDING)
-            .values(
-                state=JobState.RUNNING,
-                attempt=jobs.c.attempt + 1,
-                lease_owner=worker_id,
-                lease_expires_at=self.now_sql(lease_seconds),
-                updated_at=self.now_sql(),
-            )
-            .returning(*jobs.c)
-        )
+        params = self.time_params(lease=lease_seconds) | {
+            "types": list(job_types),
+            "limit": limit,
+            "isolated": isolated,
+            "worker": worker_id,
+        }
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
-                # One round trip: the attempt rows are written by the same statement.
-                claimed_rows = claim.cte("claimed")
-                opened = (
-                    insert(attempts)
-                    .from_select(
-                        ["job_id", "number", "worker_id", "started_at", "outcome"],
-                        select(
-                            claimed_rows.c.id,
-                            claimed_rows.c.attempt,
-                            literal(worker_id, String()),
-                            claimed_rows.c.updated_at,
-                            literal(str(AttemptOutcome.RUNNING), String()),
-                        ),
-                    )
-                    .cte("opened")
-                )
-                rows = conn.execute(select(claimed_rows).add_cte(opened)).all()
+                rows = conn.execute(self._claim_with_attempts, params).all()
                 return sorted((Job.from_row(row) for row in rows), key=_run_order)
-            rows = conn.execute(claim).all()
+            rows = conn.execute(self._claim_statement, params).all()
             claimed = sorted((Job.from_row(row) for row in rows), key=_run_order)
             if claimed:
                 conn.execute(
-                    insert(attempts),
+                    self._open_attempt,
                     [
                         {
                             "job_id": job.id,
@@ -138,6 +102,61 @@ class LifecycleStore(EnqueueStore):
                     ],
                 )
         return claimed
+
+    @cached_property
+    def _claim_statement(self) -> Update:
+        due = (
+            select(jobs.c.id)
+            .where(
+                jobs.c.state == JobState.PENDING,
+                jobs.c.next_run_at <= self.now_param(),
+                jobs.c.job_type.in_(bindparam("types", expanding=True)),
+                jobs.c.isolate == bindparam("isolated", type_=Boolean()),
+            )
+            .order_by(jobs.c.next_run_at, jobs.c.id)
+            .limit(bindparam("limit", type_=Integer()))
+            .with_for_update(skip_locked=True)
+            # Materialized: an inlined subquery can be re-run by the planner and lock (and so
+            # claim) more rows than the limit.
+            .cte("due")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
+        )
+        return (
+            update(jobs)
+            .where(jobs.c.id == due.c.id, jobs.c.state == JobState.PENDING)
+            .values(
+                state=JobState.RUNNING,
+                attempt=jobs.c.attempt + 1,
+                lease_owner=bindparam("worker", type_=String()),
+                lease_expires_at=self.later_param("lease"),
+                updated_at=self.now_param(),
+            )
+            .returning(*jobs.c)
+        )
+
+    @cached_property
+    def _claim_with_attempts(self) -> Select[Any]:
+        """PostgreSQL: one statement claims and writes the attempt rows (one round trip)."""
+        claimed = self._claim_statement.cte("claimed")
+        opened = (
+            insert(attempts)
+            .from_select(
+                ["job_id", "number", "worker_id", "started_at", "outcome"],
+                select(
+                    claimed.c.id,
+                    claimed.c.attempt,
+                    claimed.c.lease_owner,
+                    claimed.c.updated_at,
+                    literal(str(AttemptOutcome.RUNNING), String()),
+                ),
+            )
+            .cte("opened")
+        )
+        return select(claimed).add_cte(opened)
+
+    @cached_property
+    def _open_attempt(self) -> Insert:
+        return insert(attempts)
 
     # -- renew ---------------------------------------------------------------------------------
 
@@ -190,20 +209,28 @@ class LifecycleStore(EnqueueStore):
         """Each completion with its job (locked) and open attempt row id, or ``None`` where the
         fence (id, attempt, owner, still running) no longer holds. One statement."""
         keys = list({(c.job_id, c.attempt, c.worker_id) for c in completions})
-        query = (
-            self._running_with_attempt()
-            .where(tuple_(jobs.c.id, jobs.c.attempt, jobs.c.lease_owner).in_(keys))
-            .order_by(jobs.c.id)  # one lock order for every writer: no deadlocks
-        )
-        if self.dialect == "postgresql":
-            query = query.with_for_update(of=jobs)
         fenced = {
             (row.id, row.attempt, row.lease_owner): (Job.from_row(row), row.attempt_row_id)
-            for row in conn.execute(query)
+            for row in conn.execute(self._fenced_read, {"keys": keys})
         }
         return [
             (c, *fenced.get((c.job_id, c.attempt, c.worker_id), (None, None))) for c in completions
         ]
+
+    @cached_property
+    def _fenced_read(self) -> Select[Any]:
+        query = (
+            self._running_with_attempt()
+            .where(
+                tuple_(jobs.c.id, jobs.c.attempt, jobs.c.lease_owner).in_(
+                    bindparam("keys", expanding=True)
+                )
+            )
+            .order_by(jobs.c.id)  # one lock order for every writer: no deadlocks
+        )
+        if self.dialect == "postgresql":
+            query = query.with_for_update(of=jobs)
+        return query
 
     @staticmethod
     def _running_with_attempt() -> Select[Any]:
@@ -267,26 +294,16 @@ class LifecycleStore(EnqueueStore):
             results.append(CompletionResult(job.id, job.attempt, True, state=transition.state))
         if not moved:
             return results
-        now = self.now_sql()
-        conn.execute(
-            update(attempts)
-            .where(attempts.c.id == bindparam("b_id"))
-            .values(
-                finished_at=now,
-                outcome=bindparam("b_outcome"),
-                error_class=bindparam("b_error_class"),
-                error_message=bindparam("b_error_message"),
-                retryable=bindparam("b_retryable"),
-                http_status=bindparam("b_http_status"),
-            ),
-            closed,
-        )
-        written = conn.execute(self._move_statement(), moved).rowcount
+        clock = self.time_params()
+        if clock:  # not the database clock: every row carries "now"
+            for row in (*closed, *moved, *effects):
+                row.update(clock)
+        conn.execute(self._close_attempt, closed)
+        written = conn.execute(self._write_transition, moved).rowcount
         if self.engine.dialect.supports_sane_multi_rowcount and written != len(moved):
             raise RuntimeError(f"fenced write of {len(moved)} locked jobs changed {written} rows")
         if effects:
-            # A replay or reconcile meeting an existing row links to it; never abort the batch.
-            conn.execute(self._ledger_insert().values(applied_at=now), effects)
+            conn.execute(self._record_effect, effects)
         for index, job in follow_ups:
             follow_up_id = self._enqueue_follow_up(conn, job)
             results[index] = replace(results[index], follow_up_job_id=follow_up_id)
@@ -319,9 +336,30 @@ class LifecycleStore(EnqueueStore):
             "b_consume_follow_up": transition.enqueue_follow_up,
         }
 
-    def _move_statement(self) -> Update:
+    @cached_property
+    def _close_attempt(self) -> Update:
+        return (
+            update(attempts)
+            .where(attempts.c.id == bindparam("b_id"))
+            .values(
+                finished_at=self.now_param(),
+                outcome=bindparam("b_outcome"),
+                error_class=bindparam("b_error_class"),
+                error_message=bindparam("b_error_message"),
+                retryable=bindparam("b_retryable"),
+                http_status=bindparam("b_http_status"),
+            )
+        )
+
+    @cached_property
+    def _record_effect(self) -> Insert:
+        # A replay or reconcile meeting an existing row links to it; never abort the batch.
+        return self._ledger_insert().values(applied_at=self.now_param())
+
+    @cached_property
+    def _write_transition(self) -> Update:
         """The fenced transition of one job, run once per job of a batch (executemany)."""
-        now = self.now_sql()
+        now = self.now_param()
         if self.uses_database_clock:
             next_run_at: Any = now + bindparam("b_delay", type_=Interval())
         else:

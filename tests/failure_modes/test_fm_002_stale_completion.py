@@ -2,7 +2,7 @@
 
 Unsafe variant: a completion that finds the job by id alone (no attempt, state or owner fence).
 Prevention: ``LifecycleStore._fenced`` (one locked read of every completion's fence) and the
-fenced ``UPDATE`` of ``LifecycleStore._move_statement``.
+fenced ``UPDATE`` of ``LifecycleStore._write_transition``.
 """
 
 from __future__ import annotations

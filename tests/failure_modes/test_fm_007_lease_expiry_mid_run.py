@@ -5,7 +5,7 @@ worker runs it: two handlers of one entity at once. That much no engine can prev
 at least once). What must hold: the first handler's late completion changes nothing, and the
 effect has one ledger row. Unsafe variant: the first worker completes through a store without the
 attempt/owner fence. Prevention: fenced completion (``LifecycleStore._fenced``,
-``_move_statement``) and effect keys per lineage (``JobContext.effect_key``) with a unique
+``_write_transition``) and effect keys per lineage (``JobContext.effect_key``) with a unique
 ledger ``effect_key``.
 
 Real worker loops in threads with the system clock (tiny lease); handlers rendezvous through

@@ -33,7 +33,7 @@ from syncbridge.models import Completion, ErrorSnapshot, Job
 from syncbridge.plugins import Registry
 from syncbridge.reconcile import reconcile
 from syncbridge.retry import RetryPolicy
-from syncbridge.states import AttemptOutcome
+from syncbridge.states import AttemptOutcome, JobState
 
 T = TypeVar("T")
 
@@ -89,6 +89,7 @@ class Worker:
             settings.job_backoff_seconds_base, settings.job_backoff_seconds_cap
         )
         self.log = get_logger(worker_id=self.worker_id)
+        self._handler_log = get_logger()  # handlers' context is bound per attempt (executor)
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="syncbridge-handler")
         self._in_flight: dict[int, InFlight] = {}
         self._zombies: list[InFlight] = []  # timed out, thread still running
@@ -96,7 +97,8 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._db_down_since: float | None = None
-        self._isolated_waiting = False
+        self._isolated_waiting = False  # one is due: let in-flight jobs drain, then run it
+        self._isolated_pending = True  # one may exist: probe for it whenever idle
         self._listener: Listener | None = None
         lease = settings.job_lease_seconds
         self._renew_every = lease / 3
@@ -179,7 +181,7 @@ class Worker:
         types = sorted(self.job_types)
         lease = self.settings.job_lease_seconds
         claimed: list[Job] | None = []
-        if not self._in_flight:
+        if not self._in_flight and self._isolated_pending:
             claimed = self._db(lambda: self.store.claim(self.worker_id, types, 1, lease, True))
             self._isolated_waiting = False
         if not claimed and not self._isolated_waiting:
@@ -196,7 +198,7 @@ class Worker:
         )
         started = time.monotonic()
         deadline = job.updated_at + timedelta(seconds=timeout)
-        ctx = context_for(job, self.worker_id, deadline, get_logger(), self.upstreams)
+        ctx = context_for(job, self.worker_id, deadline, self._handler_log, self.upstreams)
         future = self._pool.submit(run_attempt, job_type, ctx)
         self._in_flight[job.id] = InFlight(job, ctx, future, started, started + timeout)
         future.add_done_callback(lambda _f: self._wake.set())
@@ -299,8 +301,13 @@ class Worker:
                 by_state=dict(Counter(str(r.state) for r in rescued)),
                 jobs=[(r.job_id, str(r.state)) for r in rescued[:20]],
             )
-        if self._in_flight:
-            waiting = self._db(lambda: self.store.isolated_due(sorted(self.job_types)))
+        types = sorted(self.job_types)
+        pending = self._db(lambda: self.store.isolated_pending(types))
+        self._isolated_pending = pending is not False or any(
+            r.state is JobState.PENDING for r in rescued or []
+        )
+        if self._in_flight and self._isolated_pending:
+            waiting = self._db(lambda: self.store.isolated_due(types))
             self._isolated_waiting = bool(waiting)
 
     def _reconcile(self) -> None:

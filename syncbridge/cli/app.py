@@ -33,6 +33,15 @@ class App:
         return self.raw_store
 
     @cached_property
+    def worker_store(self) -> Store:
+        """The worker's store. No ping before each checkout: that is one more round trip per
+        transaction on the hot path, and the worker already survives a dropped connection (the
+        operation fails once, the pool reconnects, the worker retries; fencing keeps it safe)."""
+        store = Store(make_engine(self.settings.database_url, pool_pre_ping=False))
+        check_ready(store.engine)
+        return store
+
+    @cached_property
     def registry(self) -> Registry:
         return load_registry(self.settings.plugin_filter)
 

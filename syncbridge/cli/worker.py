@@ -55,7 +55,7 @@ def worker(
     """Run jobs. SIGTERM/SIGINT: claim nothing more, drain, release the rest, exit 0."""
     from syncbridge.upstream import build_upstreams, close_upstreams
 
-    store, registry, settings = app.store, app.registry, app.settings
+    store, registry, settings = app.worker_store, app.registry, app.settings
     for name in job_types:
         registry.get(name)
     on_event = on_response = None

@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Connection,
+    Engine,
     Insert,
     Integer,
     Interval,
@@ -30,11 +31,14 @@ from sqlalchemy import (
     literal,
     not_,
     select,
+    text,
     tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement, TextClause
 
+from syncbridge.db.base import NOW
 from syncbridge.db.enqueue import EnqueueStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.db.types import UTCDateTime
@@ -51,6 +55,38 @@ from syncbridge.states import AttemptOutcome, JobState
 from syncbridge.transitions import Transition, decide
 
 DEFAULT_POLICY = RetryPolicy()
+
+# PostgreSQL: a batch of plain successes in one statement. The job's fence (id, attempt, owner,
+# running) is the UPDATE's WHERE; the attempt rows and ledger rows are written only for the
+# jobs that UPDATE changed. A job with ``follow_up`` set is not touched: its follow-up job must
+# be enqueued in the same transaction, which the general path does.
+SUCCEED_MANY = """
+WITH fence AS (
+    SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]),
+                         CAST(:owners AS text[])) AS f(id, attempt, owner)
+), done AS (
+    UPDATE jobs
+    SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, isolate = false,
+        updated_at = {now}, finished_at = {now}
+    FROM fence
+    WHERE jobs.id = fence.id AND jobs.attempt = fence.attempt AND jobs.lease_owner = fence.owner
+      AND jobs.state = 'running' AND NOT jobs.follow_up
+    RETURNING jobs.id, jobs.attempt, COALESCE(jobs.lineage_id, jobs.id) AS lineage_id
+), closed AS (
+    UPDATE attempts SET finished_at = {now}, outcome = 'succeeded'
+    FROM done
+    WHERE attempts.job_id = done.id AND attempts.number = done.attempt
+), effects AS (
+    INSERT INTO ledger (effect_key, job_id, lineage_id, upstream, upstream_ref, applied_at)
+    SELECT e.effect_key, done.id, done.lineage_id, e.upstream, e.upstream_ref, {now}
+    FROM unnest(CAST(:effect_jobs AS bigint[]), CAST(:effect_keys AS text[]),
+                CAST(:effect_upstreams AS text[]), CAST(:effect_refs AS text[]))
+         AS e(job_id, effect_key, upstream, upstream_ref)
+    JOIN done ON done.id = e.job_id
+    ON CONFLICT DO NOTHING
+)
+SELECT id, attempt FROM done
+"""
 
 
 def _run_order(job: Job) -> tuple[Any, int]:
@@ -81,10 +117,12 @@ class LifecycleStore(EnqueueStore):
             "isolated": isolated,
             "worker": worker_id,
         }
-        with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
+        if self.dialect == "postgresql":
+            # One statement is atomic on its own: no BEGIN and COMMIT round trips.
+            with self._autocommit.connect() as conn:
                 rows = conn.execute(self._claim_with_attempts, params).all()
-                return sorted((Job.from_row(row) for row in rows), key=_run_order)
+            return sorted((Job.from_row(row) for row in rows), key=_run_order)
+        with self.engine.begin() as conn:
             rows = conn.execute(self._claim_statement, params).all()
             claimed = sorted((Job.from_row(row) for row in rows), key=_run_order)
             if claimed:
@@ -200,8 +238,130 @@ class LifecycleStore(EnqueueStore):
         matches (lease lost) writes nothing and comes back with ``applied=False``."""
         if not completions:
             return []
-        with self.engine.begin() as conn:
-            return self._record(conn, self._fenced(conn, completions), policy)
+        results: list[CompletionResult | None] = [None] * len(completions)
+        rest = self._complete_plain_successes(completions, results)
+        if rest:
+            with self.engine.begin() as conn:
+                batch = self._fenced(conn, [completions[i] for i in rest])
+                for index, result in zip(rest, self._record(conn, batch, policy), strict=True):
+                    results[index] = result
+        return [result for result in results if result is not None]
+
+    def _complete_plain_successes(
+        self, completions: Sequence[Completion], results: list[CompletionResult | None]
+    ) -> list[int]:
+        """Record the batch's plain successes without reading the jobs first: every fence is in
+        the UPDATE's WHERE clause. Jobs with a follow-up waiting are left out, as is anything
+        the UPDATE did not change: the caller's locked path decides those. On PostgreSQL this
+        is one autocommitted statement (one round trip). Fills ``results`` and returns the
+        indexes still to record."""
+        firsts: dict[tuple[int, int], int] = {}
+        for index, c in enumerate(completions):
+            if c.outcome is AttemptOutcome.SUCCEEDED:
+                firsts.setdefault((c.job_id, c.attempt), index)
+        if not firsts:
+            return list(range(len(completions)))
+        chosen = [completions[i] for i in firsts.values()]
+        if self.dialect == "postgresql":
+            done = self._succeed_in_one_statement(chosen)
+        else:
+            with self.engine.begin() as conn:
+                done = self._succeed_in_steps(conn, chosen)
+        for key in done:
+            results[firsts[key]] = CompletionResult(key[0], key[1], True, JobState.SUCCEEDED)
+        return [i for i in range(len(completions)) if results[i] is None]
+
+    def _succeed_in_one_statement(self, chosen: list[Completion]) -> set[tuple[int, int]]:
+        effects = [c for c in chosen if c.effect is not None]
+        params = self.time_params() | {
+            "ids": [c.job_id for c in chosen],
+            "attempts": [c.attempt for c in chosen],
+            "owners": [c.worker_id for c in chosen],
+            "effect_jobs": [c.job_id for c in effects],
+            "effect_keys": [c.effect.effect_key for c in effects if c.effect],
+            "effect_upstreams": [c.effect.upstream for c in effects if c.effect],
+            "effect_refs": [c.effect.upstream_ref for c in effects if c.effect],
+        }
+        with self._autocommit.connect() as conn:
+            return {(row.id, row.attempt) for row in conn.execute(self._succeed_many, params)}
+
+    def _succeed_in_steps(self, conn: Connection, chosen: list[Completion]) -> set[tuple[int, int]]:
+        """The same as ``SUCCEED_MANY``, as three statements in one transaction."""
+        clock = self.time_params()
+        keys = [(c.job_id, c.attempt, c.worker_id) for c in chosen]
+        rows = conn.execute(self._succeed_jobs, clock | {"keys": keys}).all()
+        if not rows:
+            return set()
+        done = {(row.id, row.attempt) for row in rows}
+        conn.execute(self._succeed_attempts, clock | {"done": list(done)})
+        lineage = {row.id: row.lineage_id for row in rows}
+        effects = [
+            clock
+            | {
+                "effect_key": c.effect.effect_key,
+                "job_id": c.job_id,
+                "lineage_id": lineage[c.job_id],
+                "upstream": c.effect.upstream,
+                "upstream_ref": c.effect.upstream_ref,
+            }
+            for c in chosen
+            if c.effect is not None and (c.job_id, c.attempt) in done
+        ]
+        if effects:
+            conn.execute(self._record_effect, effects)
+        return done
+
+    @cached_property
+    def _succeed_jobs(self) -> Update:
+        now = self.now_param()
+        fence = tuple_(jobs.c.id, jobs.c.attempt, jobs.c.lease_owner)
+        return (
+            update(jobs)
+            .where(
+                fence.in_(bindparam("keys", expanding=True)),
+                jobs.c.state == JobState.RUNNING,
+                not_(jobs.c.follow_up),
+            )
+            .values(
+                state=JobState.SUCCEEDED,
+                lease_owner=None,
+                lease_expires_at=None,
+                isolate=False,
+                updated_at=now,
+                finished_at=now,
+            )
+            .returning(
+                jobs.c.id,
+                jobs.c.attempt,
+                func.coalesce(jobs.c.lineage_id, jobs.c.id).label("lineage_id"),
+            )
+        )
+
+    @property
+    def _lineage_of_row(self) -> ColumnElement[Any]:
+        return func.coalesce(jobs.c.lineage_id, jobs.c.id).label("lineage_id")
+
+    @cached_property
+    def _succeed_attempts(self) -> Update:
+        return (
+            update(attempts)
+            .where(
+                tuple_(attempts.c.job_id, attempts.c.number).in_(bindparam("done", expanding=True))
+            )
+            .values(finished_at=self.now_param(), outcome=AttemptOutcome.SUCCEEDED)
+        )
+
+    @cached_property
+    def _autocommit(self) -> Engine:
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @cached_property
+    def _succeed_many(self) -> TextClause:
+        now = "now()" if self.uses_database_clock else "CAST(:sb_now AS timestamptz)"
+        statement = text(SUCCEED_MANY.replace("{now}", now))
+        if not self.uses_database_clock:
+            statement = statement.bindparams(bindparam(NOW, type_=UTCDateTime()))
+        return statement
 
     def _fenced(
         self, conn: Connection, completions: Sequence[Completion]

@@ -111,6 +111,16 @@ class Store(BulkStore):
         with self.reading() as conn:
             return conn.execute(query.limit(1)).first() is not None
 
+    def isolated_pending(self, job_types: list[str]) -> bool:
+        """Is any job that must run alone waiting, due or not (workers probe only then)?"""
+        query = select(jobs.c.id).where(
+            jobs.c.state == JobState.PENDING,
+            jobs.c.isolate.is_(True),
+            jobs.c.job_type.in_(job_types),
+        )
+        with self.reading() as conn:
+            return conn.execute(query.limit(1)).first() is not None
+
     def isolated_due(self, job_types: list[str]) -> bool:
         """Is a job that must run alone (it lost a lease before) due now?"""
         query = select(jobs.c.id).where(

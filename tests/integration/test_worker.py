@@ -104,10 +104,12 @@ def test_rate_limit_waits_retry_after(live_store: Store) -> None:
 
 def test_timeout_ends_attempt_and_retries(live_store: Store) -> None:
     seen: list[str | None] = []
+    stopped = threading.Event()
 
     def hangs(ctx: JobContext) -> None:
         ctx.wait_for_stop(10)
         seen.append(ctx.stop_reason)
+        stopped.set()
 
     job_id = enqueue(live_store, "hangs", "x", max_retries=0)
     worker = run_burst(live_store, JobType("hangs", hangs, timeout_seconds=0.2))
@@ -115,6 +117,9 @@ def test_timeout_ends_attempt_and_retries(live_store: Store) -> None:
     assert job.state is JobState.DEAD
     assert [a.outcome for a in live_store.attempts_of(job_id)] == ["timeout"]
     assert worker.stats.timeouts == 1
+    # The handler thread hears the stop request on its own schedule: the burst worker may
+    # have recorded the timeout and exited before the thread ran again.
+    assert stopped.wait(10)
     assert seen == ["timeout"]
 
 

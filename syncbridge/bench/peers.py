@@ -21,7 +21,8 @@ PEER_RUNS: tuple[tuple[str, int | None], ...] = (
     ("pgqueuer", None),
     ("pgqueuer", 100),
 )
-PACKAGES = ("procrastinate", "pgqueuer", "psycopg[binary]")
+# Pinned: the versions issue #8 measured and docs/performance.md reports.
+PACKAGES = ("procrastinate==3.10.0", "pgqueuer==1.6.0", "psycopg[binary]")
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "peers"
 
 

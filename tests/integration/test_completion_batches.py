@@ -1,0 +1,115 @@
+"""Batched completion: one flush mixes outcomes, stale reports, duplicates and effects; every
+completion must land exactly as if it had been written alone (``Store.complete``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from syncbridge.clock import FakeClock
+from syncbridge.db.queries import Store
+from syncbridge.jobtypes import AppliedEffect
+from syncbridge.models import Completion, EnqueueRequest, ErrorSnapshot, Job
+from syncbridge.states import AttemptOutcome, JobState
+from tests.failure_modes.support import violations
+
+W = "worker-a"
+
+
+def claim_all(store: Store, count: int, worker: str = W) -> list[Job]:
+    store.enqueue_many([EnqueueRequest("noop", f"e{n}", {"n": n}, 2) for n in range(count)])
+    jobs = store.claim(worker, ["noop"], count, lease_seconds=60)
+    assert len(jobs) == count
+    return jobs
+
+
+def boom(retryable: bool) -> ErrorSnapshot:
+    return ErrorSnapshot("Boom", "it broke", retryable=retryable, http_status=503)
+
+
+def test_a_mixed_batch_lands_like_single_writes(store: Store, clock: FakeClock) -> None:
+    a, b, c, d, e = claim_all(store, 5)
+    effect = AppliedEffect("key-d", "billing", "inv-d")
+    batch = [
+        Completion(a.id, a.attempt, W, AttemptOutcome.SUCCEEDED),
+        Completion(b.id, b.attempt, W, AttemptOutcome.ERROR, error=boom(True)),
+        Completion(c.id, c.attempt, W, AttemptOutcome.FAILED, error=boom(False)),
+        Completion(d.id, d.attempt, W, AttemptOutcome.SUCCEEDED, effect=effect),
+        Completion(e.id, e.attempt, "someone-else", AttemptOutcome.SUCCEEDED),  # not its lease
+        Completion(a.id, a.attempt, W, AttemptOutcome.SUCCEEDED),  # reported twice
+    ]
+    results = store.complete(batch)
+
+    assert [(r.job_id, r.applied, r.state) for r in results] == [
+        (a.id, True, JobState.SUCCEEDED),
+        (b.id, True, JobState.PENDING),
+        (c.id, True, JobState.FAILED),
+        (d.id, True, JobState.SUCCEEDED),
+        (e.id, False, None),
+        (a.id, False, None),
+    ]
+    now = clock.now()
+    done = store.get_job(a.id)
+    assert done.state is JobState.SUCCEEDED and done.lease_owner is None
+    assert done.finished_at == now and done.last_error is None
+    retry = store.get_job(b.id)
+    assert retry.state is JobState.PENDING and retry.next_run_at >= now
+    assert retry.last_error is not None and retry.last_error["class"] == "Boom"
+    assert retry.last_error["attempt"] == 1
+    assert retry.last_error["attempt_id"] == store.attempts_of(b.id)[0].id
+    assert store.get_job(e.id).state is JobState.RUNNING  # untouched: the fence held
+    assert [a.outcome for a in store.attempts_of(c.id)] == ["failed"]
+    assert [a.finished_at for a in store.attempts_of(a.id)] == [now]
+    assert [(r["effect_key"], r["job_id"]) for r in store.ledger_rows()] == [("key-d", d.id)]
+    assert violations(store) == {}
+
+
+def test_a_success_with_a_follow_up_waiting_enqueues_it(store: Store) -> None:
+    [job] = claim_all(store, 1)
+    marked = store.enqueue(EnqueueRequest("noop", job.entity_id, {"newer": True}, 2))
+    assert marked.follow_up_marked
+    [result] = store.complete([Completion(job.id, job.attempt, W, AttemptOutcome.SUCCEEDED)])
+    assert result.applied and result.state is JobState.SUCCEEDED
+    assert result.follow_up_job_id is not None
+    follow_up = store.get_job(result.follow_up_job_id)
+    assert follow_up.state is JobState.PENDING and follow_up.payload == {"newer": True}
+    assert not store.get_job(job.id).follow_up
+    assert violations(store) == {}
+
+
+def test_a_late_success_after_a_rescue_changes_nothing(store: Store, clock: FakeClock) -> None:
+    [job] = claim_all(store, 1)
+    clock.advance(61)
+    [rescued] = store.rescue()
+    assert rescued.state is JobState.PENDING
+    [late] = store.complete([Completion(job.id, job.attempt, W, AttemptOutcome.SUCCEEDED)])
+    assert not late.applied
+    after = store.get_job(job.id)
+    assert after.state is JobState.PENDING and after.isolate
+    assert [a.outcome for a in store.attempts_of(job.id)] == ["lease_expired"]
+
+
+def test_successes_use_the_store_clock(store: Store, clock: FakeClock) -> None:
+    jobs = claim_all(store, 3)
+    clock.advance(5)
+    store.complete([Completion(j.id, j.attempt, W, AttemptOutcome.SUCCEEDED) for j in jobs])
+    for job in jobs:
+        assert store.get_job(job.id).finished_at == clock.now()
+        [attempt] = store.attempts_of(job.id)
+        assert attempt.finished_at - attempt.started_at == timedelta(seconds=5)
+
+
+def test_an_effect_already_in_the_ledger_does_not_abort_the_batch(store: Store) -> None:
+    first, second = claim_all(store, 2)
+    shared = AppliedEffect("same-key", "billing", "inv-1")
+    store.complete(
+        [Completion(first.id, first.attempt, W, AttemptOutcome.SUCCEEDED, effect=shared)]
+    )
+    results = store.complete(
+        [Completion(second.id, second.attempt, W, AttemptOutcome.SUCCEEDED, effect=shared)]
+    )
+    assert [r.applied for r in results] == [True]
+    assert [r["job_id"] for r in store.ledger_rows()] == [first.id]
+
+
+def test_an_empty_flush_writes_nothing(store: Store) -> None:
+    assert store.complete([]) == []

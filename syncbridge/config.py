@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     poll_interval_seconds: float = Field(0.5, gt=0)
     rescue_interval_seconds: float = Field(5.0, gt=0)
     reconcile_interval_seconds: float = Field(60.0, gt=0)
+    # Retention: workers delete finished jobs older than this (unset: keep everything).
+    retention_seconds: float | None = Field(None, gt=0)
+    prune_interval_seconds: float = Field(3600.0, gt=0)
 
     @property
     def plugin_filter(self) -> list[str] | None:

@@ -105,7 +105,8 @@ class Worker:
         self._next_renew = 0.0
         self._next_rescue = 0.0
         self._next_reconcile = time.monotonic() + settings.reconcile_interval_seconds
-        self._reconciling: threading.Thread | None = None
+        self._next_prune = time.monotonic() + settings.prune_interval_seconds
+        self._background: dict[str, threading.Thread] = {}
 
     # -- public --------------------------------------------------------------------------------
 
@@ -167,6 +168,9 @@ class Worker:
         if now >= self._next_reconcile:
             self._reconcile()
             self._next_reconcile = now + self.settings.reconcile_interval_seconds
+        if now >= self._next_prune:
+            self._prune()
+            self._next_prune = now + self.settings.prune_interval_seconds
         if not self._stop.is_set():
             self._claim()
 
@@ -315,8 +319,6 @@ class Worker:
         up lease renewals on this thread."""
         if not any(t.reconcile for t in self.job_types.values()):
             return
-        if self._reconciling is not None and self._reconciling.is_alive():
-            return
         registry = Registry(job_types=dict(self.job_types))
 
         def run() -> None:
@@ -329,8 +331,35 @@ class Worker:
                 settled = sum(1 for r in results if r.effect_status)
                 self._emit("effects_reconciled", count=len(results), settled=settled)
 
-        self._reconciling = threading.Thread(target=run, name="syncbridge-reconcile", daemon=True)
-        self._reconciling.start()
+        self._in_background("reconcile", run)
+
+    def _prune(self) -> None:
+        """Retention: delete finished jobs older than ``retention_seconds`` (``prune`` keeps
+        what idempotency keys, the ledger and replay links need), in the background."""
+        retention = self.settings.retention_seconds
+        if retention is None:
+            return
+
+        def run() -> None:
+            cutoff = self.store.clock.now() - timedelta(seconds=retention)
+            try:
+                deleted = self.store.prune(cutoff)
+            except DBAPIError as exc:
+                self._emit("prune_failed", level="warning", error=str(exc.orig or exc)[:200])
+                return
+            self._emit("jobs_pruned", count=deleted, finished_before=cutoff.isoformat())
+
+        self._in_background("prune", run)
+
+    def _in_background(self, name: str, work: Callable[[], None]) -> None:
+        """Run ``work`` on a thread of its own unless the last run of ``name`` still goes:
+        slow housekeeping must not hold up lease renewals on this thread."""
+        running = self._background.get(name)
+        if running is not None and running.is_alive():
+            return
+        thread = threading.Thread(target=work, name=f"syncbridge-{name}", daemon=True)
+        self._background[name] = thread
+        thread.start()
 
     def _burst_done(self) -> bool:
         if self._in_flight or self._pending:

@@ -8,6 +8,7 @@ from datetime import timedelta
 import click
 
 from syncbridge.cli.app import App
+from syncbridge.cli.durations import parse_age
 from syncbridge.cli.main import cli
 from syncbridge.cli.output import emit_json, emit_list, table
 from syncbridge.invariants import run_checks
@@ -82,20 +83,6 @@ def reconcile(app: App, limit: int, as_json: bool) -> None:
     )
 
 
-DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def _parse_age(text: str) -> float:
-    unit = text[-1:].lower()
-    try:
-        value = float(text[:-1]) if unit in DURATION else float(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a duration like 7d, 12h or 30m") from None
-    if value < 0:
-        raise click.BadParameter("the age must not be negative")
-    return value * DURATION.get(unit, 1)
-
-
 @cli.command()
 @click.option("--older-than", required=True, help="Age of finished jobs to delete: 7d, 12h, 30m.")
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
@@ -104,7 +91,7 @@ def prune(app: App, older_than: str, dry_run: bool) -> None:
     """Delete old finished jobs and their attempts; keeps what idempotency keys, the ledger and
     replay links still need."""
     store = app.store
-    cutoff = store.clock.now() - timedelta(seconds=_parse_age(older_than))
+    cutoff = store.clock.now() - timedelta(seconds=parse_age(older_than, "--older-than"))
     count = store.prune(cutoff, dry_run=dry_run)
     click.echo(
         f"{'would delete' if dry_run else 'deleted'} {count} jobs finished before "

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from syncbridge import migrate as migrations
 from syncbridge.cli.app import App
+from syncbridge.cli.durations import parse_age
 from syncbridge.cli.main import cli
 from syncbridge.errors import DatabaseNotReady
 from syncbridge.worker import Worker
@@ -43,6 +44,11 @@ def migrate(app: App) -> None:
 @click.option("--job-type", "job_types", multiple=True, help="Only these job types (repeatable).")
 @click.option("--worker-id", help="Defaults to host-pid-random.")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics.")
+@click.option(
+    "--prune-older-than",
+    help="Retention: every prune interval, delete finished jobs older than this (7d, 12h); "
+    "default SYNCBRIDGE_RETENTION_SECONDS, unset keeps everything.",
+)
 @pass_app
 def worker(
     app: App,
@@ -51,11 +57,18 @@ def worker(
     job_types: tuple[str, ...],
     worker_id: str | None,
     metrics_port: int | None,
+    prune_older_than: str | None,
 ) -> None:
     """Run jobs. SIGTERM/SIGINT: claim nothing more, drain, release the rest, exit 0."""
     from syncbridge.upstream import build_upstreams, close_upstreams
 
-    store, registry, settings = app.worker_store, app.registry, app.settings
+    settings = app.settings
+    if prune_older_than is not None:
+        age = parse_age(prune_older_than, "--prune-older-than")
+        if age <= 0:
+            raise click.BadParameter("must be longer than 0", param_hint="--prune-older-than")
+        settings = settings.model_copy(update={"retention_seconds": age})
+    store, registry = app.worker_store, app.registry
     for name in job_types:
         registry.get(name)
     on_event = on_response = None

@@ -90,6 +90,16 @@ CASES = {
     "max-retries -1": Case(
         ("enqueue", "noop", "bad", "--max-retries", "-1"), 2, "-1 is not in the range 0<=x<=1000"
     ),
+    "prune age garbage": Case(("prune", "--older-than", "7x"), 2, "is not a duration like 7d"),
+    "prune age NaN": Case(("prune", "--older-than", "nan"), 2, "must be a finite, non-negative"),
+    "prune age infinite": Case(("prune", "--older-than", "infd"), 2, "must be a finite"),
+    "prune age negative": Case(("prune", "--older-than", "-1d"), 2, "must be a finite"),
+    "worker retention 0": Case(
+        ("worker", "--burst", "--prune-older-than", "0"), 2, "must be longer than 0"
+    ),
+    "worker retention garbage": Case(
+        ("worker", "--burst", "--prune-older-than", "soon"), 2, "is not a duration like 7d"
+    ),
 }
 
 

@@ -30,6 +30,7 @@ def _noop_once(opts: Options, concurrency: int) -> Result:
     with sandbox(opts.database_url, "noop") as box:
         opts.progress(f"noop: enqueueing {count} jobs ({box.backend})")
         measure.enqueue_bulk(box.store, measure.noop_requests(count, "n"))
+        measure.analyze(box.engine)
         opts.progress(f"noop: draining with {opts.processes} x {concurrency} workers")
         started = CLOCK.now()
         with workers(
@@ -159,6 +160,7 @@ def _backlog_once(opts: Options, size: int) -> Result:
         measure.fill_backlog(box.engine, size, "q")
         measure.enqueue_bulk(box.store, measure.noop_requests(count, "k"))
         fill_seconds = time.perf_counter() - begin
+        measure.analyze(box.engine)
         opts.progress(f"backlog: draining {count} with {opts.processes} x {opts.concurrency}")
         started = CLOCK.now()
         with workers(

@@ -96,7 +96,6 @@ jobs = Table(
         sqlite_where=text("state = 'running'"),
         postgresql_where=text("state = 'running'"),
     ),
-    Index("ix_jobs_state_type", "state", "job_type"),
     Index("ix_jobs_entity", "entity_id"),
     Index("ix_jobs_lineage", "lineage_id"),
 )

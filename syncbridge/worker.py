@@ -154,9 +154,11 @@ class Worker:
             self._shutdown()
 
     def tick(self) -> None:
-        """One round: collect outcomes, enforce timeouts, flush, renew, rescue, claim."""
+        """One round: collect outcomes, enforce timeouts, claim, flush, renew, rescue."""
         self._collect()
         self._enforce_timeouts()
+        if not self._stop.is_set():
+            self._claim()  # first: a job that just arrived starts before the bookkeeping
         self._flush()
         now = time.monotonic()
         if now >= self._next_renew:
@@ -171,8 +173,6 @@ class Worker:
         if now >= self._next_prune:
             self._prune()
             self._next_prune = now + self.settings.prune_interval_seconds
-        if not self._stop.is_set():
-            self._claim()
 
     # -- the steps -----------------------------------------------------------------------------
 

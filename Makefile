@@ -43,8 +43,10 @@ mocks: venv
 serve: venv
 	$(SB) serve
 
+# Every figure of docs/performance.md, measured again (30-40 minutes; docs/perf/run.sh).
 bench: venv
-	$(SB) bench
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	docs/perf/run.sh
 
 drills: venv
 	$(BIN)/python -m pytest -q -m processes

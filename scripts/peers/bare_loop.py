@@ -12,8 +12,11 @@ Levels (each in a fresh database, jobs filled in SQL, no handler work):
   statement each per batch).
 - ``+fencing``: completion only where ``id, attempt, state = 'running', lease_owner`` all still
   match, set-based, checking how many rows it changed.
-- ``per-job``: the same fenced completion written the way ``Store.complete`` does it today: per
-  job, ``SELECT .. FOR UPDATE`` then update the attempt then the job (one transaction a batch).
+- ``per-job``: the same fenced completion written per job: ``SELECT .. FOR UPDATE`` then update
+  the attempt then the job (one transaction a batch), the engine's shape before issue #8.
+- ``engine SQL``: the statements the engine sends today, with nothing around them: one
+  autocommitted claim that also writes the attempt rows, one autocommitted fenced completion that
+  also closes them (``LifecycleStore._claim_with_attempts`` and ``SUCCEED_MANY``).
 
 Prints one JSON line per level: ``{"level", "jobs", "processes", "batch", "seconds",
 "jobs_per_s"}``. PostgreSQL only.
@@ -28,7 +31,7 @@ import time
 
 import psycopg
 
-from syncbridge.bench.measure import fill_backlog
+from syncbridge.bench.measure import analyze, fill_backlog
 from syncbridge.bench.sandbox import sandbox
 
 CLAIM = """
@@ -67,10 +70,54 @@ FINISH_ONE = """UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_e
 finished_at = now(), updated_at = now()
 WHERE id = %s AND attempt = %s AND state = 'running' AND lease_owner = %s"""
 
-LEVELS = ("bare", "+attempts", "+fencing", "per-job")
+CLAIM_WITH_ATTEMPTS = """
+WITH due AS MATERIALIZED (
+    SELECT id FROM jobs WHERE state = 'pending' AND next_run_at <= now() AND NOT isolate
+    ORDER BY next_run_at, id LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = %(owner)s,
+           lease_expires_at = now() + interval '60 seconds', updated_at = now()
+    FROM due WHERE jobs.id = due.id AND jobs.state = 'pending'
+    RETURNING jobs.id, jobs.attempt, jobs.updated_at
+), opened AS (
+    INSERT INTO attempts (job_id, number, worker_id, started_at, outcome)
+    SELECT id, attempt, %(owner)s, updated_at, 'running' FROM claimed
+)
+SELECT id, attempt FROM claimed
+"""
+SUCCEED_FENCED_WITH_ATTEMPTS = """
+WITH done AS (
+    UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL,
+           finished_at = now(), updated_at = now()
+    FROM unnest(%(ids)s::bigint[], %(numbers)s::int[]) AS f(id, number)
+    WHERE jobs.id = f.id AND jobs.attempt = f.number AND jobs.state = 'running'
+      AND jobs.lease_owner = %(owner)s AND NOT jobs.follow_up
+    RETURNING jobs.id, jobs.attempt
+), closed AS (
+    UPDATE attempts SET finished_at = now(), outcome = 'succeeded'
+    FROM done WHERE attempts.job_id = done.id AND attempts.number = done.attempt
+)
+SELECT count(*) FROM done
+"""
+
+LEVELS = ("bare", "+attempts", "+fencing", "per-job", "engine SQL")
+
+
+def work_as_engine(dsn: str, batch: int, owner: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            rows = conn.execute(CLAIM_WITH_ATTEMPTS, {"owner": owner, "batch": batch}).fetchall()
+            if not rows:
+                return
+            args = {"ids": [r[0] for r in rows], "numbers": [r[1] for r in rows], "owner": owner}
+            changed = conn.execute(SUCCEED_FENCED_WITH_ATTEMPTS, args).fetchone()
+            assert changed is not None and changed[0] == len(rows), "a fenced completion failed"
 
 
 def work(dsn: str, level: str, batch: int, owner: str) -> None:
+    if level == "engine SQL":
+        work_as_engine(dsn, batch, owner)
+        return
     with psycopg.connect(dsn) as conn:
         while True:
             with conn.transaction():
@@ -98,6 +145,7 @@ def work(dsn: str, level: str, batch: int, owner: str) -> None:
 def run_level(url: str, level: str, jobs: int, batch: int, processes: int) -> dict[str, object]:
     with sandbox(url, "bare") as box:
         fill_backlog(box.engine, jobs, "b")
+        analyze(box.engine)
         dsn = box.url.replace("postgresql+psycopg://", "postgresql://", 1)
         begin = time.perf_counter()
         workers = [

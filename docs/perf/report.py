@@ -1,0 +1,295 @@
+"""Tables (docs/perf/tables.md) and charts (PNG) for docs/performance.md, from the JSON that
+docs/perf/run.sh writes (a doc tool; the charts need matplotlib: `pip install -e '.[bench]'`).
+
+    .venv/bin/python docs/perf/report.py docs/perf/results docs/perf
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+
+# issue #8's targets, each checked against the rows it names.
+SQLITE_NOOP_TARGET = 10_000
+LATENCY_P50_MS, LATENCY_P99_MS = 2.0, 5.0
+BULK_TARGET, SINGLE_TARGET = 59_000, 3_000
+SYNC_SHARE, BACKLOG_SHARE, RSS_GROWTH = 0.8, 0.8, 0.10
+
+
+def load(folder: Path) -> dict[str, list[Row]]:
+    """``{step: rows}``: a JSON list (``syncbridge bench --json``) or JSON lines (bare loop)."""
+    found: dict[str, list[Row]] = {}
+    for path in sorted(folder.glob("*.json")):
+        text = path.read_text().strip()
+        if not text:
+            continue
+        if text.startswith("["):
+            found[path.stem] = json.loads(text)
+        else:
+            found[path.stem] = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return found
+
+
+def rate(row: Row) -> float:
+    return float(row.get("drain_jobs_per_s") or row["jobs_per_s"])
+
+
+def fmt(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def verdict(ok: bool) -> str:
+    return "**yes**" if ok else "no"
+
+
+def noop_table(runs: dict[str, list[Row]]) -> list[str]:
+    lines = [
+        "| processes | system | variant | jobs/s (drain) | jobs/s (from start) | syncbridge ÷ it |",
+        "|---:|---|---|---:|---:|---:|",
+    ]
+    for step in ("pg-noop-p1", "pg-noop-p2"):
+        rows = runs.get(step, [])
+        ours = next((rate(r) for r in rows if r["system"] == "syncbridge"), None)
+        for row in rows:
+            ratio = f"{ours / rate(row):.2f}x" if ours and row["system"] != "syncbridge" else ""
+            lines.append(
+                f"| {row['processes']} | {row['system']} | {row.get('variant') or ''} | "
+                f"{fmt(rate(row))} | {fmt(row['jobs_per_s'])} | {ratio} |"
+            )
+    return lines
+
+
+def first(runs: dict[str, list[Row]], step: str, **match: Any) -> Row | None:
+    for row in runs.get(step, []):
+        if all(row.get(key) == value for key, value in match.items()):
+            return row
+    return None
+
+
+def targets_table(runs: dict[str, list[Row]]) -> list[str]:
+    lines = ["| target (issue #8) | measured | met? |", "|---|---|---|"]
+    for processes in (1, 2):
+        rows = runs.get(f"pg-noop-p{processes}", [])
+        ours = first(runs, f"pg-noop-p{processes}", system="syncbridge")
+        best = max((rate(r) for r in rows if r["system"] == "pgqueuer"), default=None)
+        slow = max((rate(r) for r in rows if r["system"] == "procrastinate"), default=None)
+        if ours and best and slow:
+            lines.append(
+                f"| PostgreSQL noop, {processes} process(es): ≥ PgQueuer at its best "
+                f"({fmt(best)}) | {fmt(rate(ours))} ({rate(ours) / best:.0%}) | "
+                f"{verdict(rate(ours) >= best)} |"
+            )
+            lines.append(
+                f"| … and ≥ 20x Procrastinate ({fmt(slow)}) | {rate(ours) / slow:.0f}x | "
+                f"{verdict(rate(ours) >= 20 * slow)} |"
+            )
+    sqlite = first(runs, "sqlite-noop-p1", system="syncbridge")
+    if sqlite:
+        lines.append(
+            f"| SQLite noop, 1 process: ≥ {fmt(SQLITE_NOOP_TARGET)} | {fmt(rate(sqlite))} | "
+            f"{verdict(rate(sqlite) >= SQLITE_NOOP_TARGET)} |"
+        )
+    for backend in ("pg", "sqlite"):
+        latency = first(runs, f"{backend}-latency", scenario="latency")
+        if latency:
+            ok = latency["p50_ms"] <= LATENCY_P50_MS and latency["p99_ms"] <= LATENCY_P99_MS
+            target = "p50 ≤ 2 ms, p99 ≤ 5 ms" if backend == "pg" else "(none: adaptive polling)"
+            lines.append(
+                f"| {latency['backend']} enqueue→start at {latency['variant']}: {target} | "
+                f"p50 {latency['p50_ms']}, p95 {latency['p95_ms']}, p99 {latency['p99_ms']} ms "
+                f"| {verdict(ok) if backend == 'pg' else '-'} |"
+            )
+    for backend in ("pg", "sqlite"):
+        bulk = first(runs, f"{backend}-enqueue", variant="bulk")
+        single = first(runs, f"{backend}-enqueue", variant="one-by-one")
+        if bulk and single:
+            lines.append(
+                f"| {bulk['backend']} enqueue: bulk ≥ {fmt(BULK_TARGET)}/s | "
+                f"{fmt(bulk['jobs_per_s'])}/s | {verdict(bulk['jobs_per_s'] >= BULK_TARGET)} |"
+            )
+            lines.append(
+                f"| {single['backend']} enqueue: one by one ≥ {fmt(SINGLE_TARGET)}/s | "
+                f"{fmt(single['jobs_per_s'])}/s | "
+                f"{verdict(single['jobs_per_s'] >= SINGLE_TARGET)} |"
+            )
+    for backend in ("pg", "sqlite"):
+        sync = first(runs, f"{backend}-sync", scenario="sync")
+        if sync and sync.get("of_bound") is not None:
+            lines.append(
+                f"| {sync['backend']} sync: ≥ 80% of concurrency ÷ upstream latency "
+                f"({fmt(sync['bound_jobs_per_s'])}/s), or a profile | {fmt(rate(sync))}/s "
+                f"({sync['of_bound']:.0%}) | {verdict(sync['of_bound'] >= SYNC_SHARE)} |"
+            )
+    for backend in ("pg", "sqlite"):
+        rows = [r for r in runs.get(f"{backend}-backlog", []) if r["scenario"] == "backlog"]
+        if len(rows) == 2:
+            small, large = sorted(rows, key=lambda r: r["pending"])
+            share = rate(large) / rate(small)
+            lines.append(
+                f"| {small['backend']} backlog: rate with {fmt(large['pending'])} pending ≥ 80% "
+                f"of with {fmt(small['pending'])} | {fmt(rate(large))} vs {fmt(rate(small))} "
+                f"({share:.0%}) | {verdict(share >= BACKLOG_SHARE)} |"
+            )
+    rss = [r for r in runs.get("pg-rss", []) if r.get("rss_warm_kb")]
+    if rss:
+        growth = max(r["rss_end_kb"] / r["rss_warm_kb"] - 1 for r in rss)
+        jobs = rss[0]["jobs"]
+        lines.append(
+            f"| worker RSS flat (≤ 10% after warm-up) across the run ({fmt(jobs)} jobs) | "
+            f"largest growth {growth:+.1%} | {verdict(growth <= RSS_GROWTH)} |"
+        )
+    return lines
+
+
+def cost_table(runs: dict[str, list[Row]]) -> list[str]:
+    lines = ["| level | 1 process | 2 processes |", "|---|---:|---:|"]
+    one = {r["level"]: r for r in runs.get("bare-p1", [])}
+    two = {r["level"]: r for r in runs.get("bare-p2", [])}
+    for level in one:
+        other = two.get(level)
+        lines.append(
+            f"| bare loop: {level} | {fmt(one[level]['jobs_per_s'])} | "
+            f"{fmt(other['jobs_per_s']) if other else ''} |"
+        )
+    engine = [
+        ("syncbridge worker (logs at info)", "pg-noop-p1", "pg-noop-p2"),
+        ("syncbridge worker, logs off", "pg-logs-off", None),
+        ("syncbridge worker, logs + Prometheus metrics", "pg-metrics", None),
+    ]
+    for label, step_one, step_two in engine:
+        row_one = first(runs, step_one, system="syncbridge")
+        row_two = first(runs, step_two, system="syncbridge") if step_two else None
+        if row_one:
+            lines.append(
+                f"| {label} | {fmt(rate(row_one))} | {fmt(rate(row_two)) if row_two else ''} |"
+            )
+    return lines
+
+
+def rss_table(runs: dict[str, list[Row]]) -> list[str]:
+    lines = [
+        "| concurrency | jobs | RSS after warm-up | at the end | peak | growth |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in runs.get("pg-rss", []):
+        if not row.get("rss_warm_kb"):
+            continue
+        growth = row["rss_end_kb"] / row["rss_warm_kb"] - 1
+        lines.append(
+            f"| {row['concurrency']} | {fmt(row['jobs'])} | {row['rss_warm_kb'] / 1024:.1f} MB | "
+            f"{row['rss_end_kb'] / 1024:.1f} MB | {row['rss_peak_kb'] / 1024:.1f} MB | "
+            f"{growth:+.1%} |"
+        )
+    return lines
+
+
+def all_rows_table(runs: dict[str, list[Row]]) -> list[str]:
+    lines = [
+        "| step | system | scenario | variant | backend | P x C | jobs | jobs/s | drain | "
+        "p50 / p95 / p99 ms | load |",
+        "|---|---|---|---|---|---|---:|---:|---:|---|---:|",
+    ]
+    for step, rows in runs.items():
+        for row in rows:
+            if "scenario" not in row:
+                continue
+            latency = (
+                f"{row['p50_ms']} / {row['p95_ms']} / {row['p99_ms']}"
+                if row.get("p50_ms") is not None
+                else ""
+            )
+            drain = fmt(row["drain_jobs_per_s"]) if row.get("drain_jobs_per_s") else ""
+            lines.append(
+                f"| {step} | {row['system']} | {row['scenario']} | {row.get('variant') or ''} | "
+                f"{row['backend']} | {row.get('processes') or ''} x {row.get('concurrency') or ''}"
+                f" | {fmt(row['jobs'])} | {fmt(row['jobs_per_s'])} | {drain} | {latency} | "
+                f"{row.get('load_1m_before', '')} |"
+            )
+    return lines
+
+
+def charts(runs: dict[str, list[Row]], target: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no charts (pip install -e '.[bench]')", file=sys.stderr)
+        return
+    palette = {"syncbridge": "#2b6cb0", "procrastinate": "#c05621", "pgqueuer": "#2f855a"}
+    rows = [r for step in ("pg-noop-p1", "pg-noop-p2") for r in runs.get(step, [])]
+    if rows:
+        fig, ax = plt.subplots(figsize=(9, 4.2))
+        labels = [
+            f"{r['system']} {r.get('variant') or ''}\n{r['processes']} process(es)" for r in rows
+        ]
+        bars = ax.bar(
+            range(len(rows)),
+            [rate(r) for r in rows],
+            color=[palette.get(r["system"], "grey") for r in rows],
+        )
+        ax.bar_label(bars, labels=[fmt(rate(r)) for r in rows], fontsize=8)
+        ax.set_xticks(range(len(rows)), labels, fontsize=7, rotation=25, ha="right")
+        ax.set_ylabel("jobs/s (first start → last success)")
+        ax.set_title("noop on PostgreSQL 15: 20,000 jobs, concurrency 100, same run")
+        fig.tight_layout()
+        fig.savefig(target / "noop_throughput.png", dpi=110)
+        plt.close(fig)
+    cost = cost_table(runs)[2:]
+    if cost:
+        names = [line.split("|")[1].strip() for line in cost]
+        values = [float(line.split("|")[2].replace(",", "") or 0) for line in cost]
+        fig, ax = plt.subplots(figsize=(9, 4.2))
+        bars = ax.barh(range(len(values)), values, color="#2b6cb0")
+        ax.bar_label(bars, labels=[fmt(v) for v in values], fontsize=8)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("jobs/s, 1 process, PostgreSQL")
+        ax.set_title("What each guarantee costs (no-op jobs)")
+        fig.tight_layout()
+        fig.savefig(target / "guarantee_cost.png", dpi=110)
+        plt.close(fig)
+    latency = [first(runs, f"{b}-latency", scenario="latency") for b in ("pg", "sqlite")]
+    present = [r for r in latency if r]
+    if present:
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        width = 0.35
+        for n, row in enumerate(present):
+            values = [row["p50_ms"], row["p95_ms"], row["p99_ms"]]
+            xs = [x + n * width for x in range(3)]
+            bars = ax.bar(xs, values, width, label=row["backend"])
+            ax.bar_label(bars, labels=[f"{v:g}" for v in values], fontsize=8)
+        ax.set_xticks([x + width / 2 for x in range(3)], ["p50", "p95", "p99"])
+        ax.set_ylabel("ms, enqueue → start")
+        ax.set_title("latency at 200 jobs/s, one worker")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(target / "latency.png", dpi=110)
+        plt.close(fig)
+
+
+def main() -> None:
+    folder, target = Path(sys.argv[1]), Path(sys.argv[2])
+    runs = load(folder)
+    sections = [
+        ("Targets", targets_table(runs)),
+        ("noop on PostgreSQL, side by side", noop_table(runs)),
+        ("The price of each guarantee", cost_table(runs)),
+        ("Worker memory", rss_table(runs)),
+        ("Every result", all_rows_table(runs)),
+    ]
+    text = ["<!-- generated by docs/perf/report.py from docs/perf/results; do not edit -->", ""]
+    for title, lines in sections:
+        text += [f"## {title}", "", *lines, ""]
+    (target / "tables.md").write_text("\n".join(text))
+    charts(runs, target)
+    print("\n".join(text))
+
+
+if __name__ == "__main__":
+    main()

@@ -140,9 +140,16 @@ def port_open(port: int) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Mocks:
+    crm_url: str
+    billing_url: str
+    proc: Proc
+
+
 @contextmanager
-def mocks(log_dir: Path, latency_ms: int, fault_rate: float) -> Iterator[tuple[str, str]]:
-    """The mock CRM and Billing servers on free ports; yields their base URLs."""
+def mocks(log_dir: Path, latency_ms: int, fault_rate: float) -> Iterator[Mocks]:
+    """The mock CRM and Billing servers (one process) on free ports."""
     crm, billing = free_port(), free_port()
     command = [sys.executable, "-m", "mocks", "--crm-port", str(crm), "--billing-port"]
     command += [str(billing), "--latency-ms", str(latency_ms), "--fault-rate", str(fault_rate)]
@@ -152,7 +159,7 @@ def mocks(log_dir: Path, latency_ms: int, fault_rate: float) -> Iterator[tuple[s
             wait_until(lambda: port_open(crm) and port_open(billing), 30, "the mock servers")
         except BenchError:
             raise BenchError(f"mock servers did not start; log tail:\n{proc.log_tail()}") from None
-        yield f"http://127.0.0.1:{crm}", f"http://127.0.0.1:{billing}"
+        yield Mocks(f"http://127.0.0.1:{crm}", f"http://127.0.0.1:{billing}", proc)
     finally:
         stop(proc, grace=10)
 
@@ -180,3 +187,73 @@ class RssSampler:
                 rss = read_rss_kb(proc.process.pid)
                 if rss is not None:
                     proc.rss_kb.append(rss)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def read_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process, from ``/proc/<pid>/stat``; None once gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def read_machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from ``/proc/stat``."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values) - idle) / CLOCK_TICKS, sum(values) / CLOCK_TICKS
+
+
+class CpuSampler:
+    """Where the CPU went while some processes ran: each one's CPU seconds (sampled on a
+    thread, so processes that exit on their own are still counted) and the machine's."""
+
+    def __init__(self, named: dict[str, Sequence[Proc]], every: float = 0.05) -> None:
+        self._named = named
+        self._every = every
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-cpu", daemon=True)
+        self._machine_start = (0.0, 0.0)
+        self.report: dict[str, float] = {}
+
+    def __enter__(self) -> CpuSampler:
+        self._machine_start = read_machine_busy()
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        busy, total = read_machine_busy()
+        wall = (total - self._machine_start[1]) / (os.cpu_count() or 1)
+        self.report = {"cpu_wall_seconds": round(wall, 3)}
+        self.report["cpu_machine_busy_share"] = round(
+            (busy - self._machine_start[0]) / max(total - self._machine_start[1], 1e-9), 3
+        )
+        for name, procs in self._named.items():
+            used = sum(
+                self._last.get(p.process.pid, 0.0) - self._first.get(p.process.pid, 0.0)
+                for p in procs
+            )
+            self.report[f"cpu_{name}_cores"] = round(used / wall, 3) if wall > 0 else 0.0
+
+    def _sample(self) -> None:
+        for procs in self._named.values():
+            for proc in procs:
+                seconds = read_cpu_seconds(proc.process.pid)
+                if seconds is not None:
+                    self._first.setdefault(proc.process.pid, seconds)
+                    self._last[proc.process.pid] = seconds
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self._sample()

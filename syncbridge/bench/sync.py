@@ -7,7 +7,7 @@ import httpx
 
 from syncbridge.bench import measure
 from syncbridge.bench.options import Options
-from syncbridge.bench.procs import mocks, wait_exit, workers
+from syncbridge.bench.procs import CpuSampler, mocks, wait_exit, workers
 from syncbridge.bench.result import BenchError, Result, percentile, rounded
 from syncbridge.bench.sandbox import sandbox
 from syncbridge.clock import SystemClock
@@ -33,8 +33,8 @@ def sync(opts: Options) -> list[Result]:
     if count > len(ENTITIES):
         raise BenchError(f"sync: at most {len(ENTITIES)} jobs (one per mock customer)")
     latency, faults = opts.sync_latency_ms, opts.sync_fault_rate
-    with sandbox(opts.database_url, "sync") as box, mocks(opts.work_dir, latency, faults) as urls:
-        crm, billing = urls
+    with sandbox(opts.database_url, "sync") as box, mocks(opts.work_dir, latency, faults) as up:
+        crm, billing = up.crm_url, up.billing_url
         requests = (EnqueueRequest(JOB_TYPE, entity, {}, 3) for entity in ENTITIES[:count])
         measure.enqueue_bulk(box.store, requests)
         opts.progress(
@@ -43,7 +43,7 @@ def sync(opts: Options) -> list[Result]:
         )
         started = SystemClock().now()
         upstreams = {"SYNCBRIDGE_CRM_URL": crm, "SYNCBRIDGE_BILLING_URL": billing}
-        with workers(
+        procs = workers(
             box.url,
             opts.processes,
             opts.concurrency,
@@ -51,8 +51,10 @@ def sync(opts: Options) -> list[Result]:
             job_types=(JOB_TYPE,),
             env=upstreams,
             args=opts.worker_args,
-        ) as procs:
-            wait_exit(procs, opts.timeout)
+        )
+        # The bound's "profile": who used the CPU while the jobs ran.
+        with procs as running, CpuSampler({"workers": running, "mocks": [up.proc]}) as cpu:
+            wait_exit(running, opts.timeout)
         calls = _upstream_requests(crm) + _upstream_requests(billing)
         states = measure.job_states(box.reader, JOB_TYPE)
         done = measure.window(box.reader)
@@ -85,7 +87,8 @@ def sync(opts: Options) -> list[Result]:
                 "bound_jobs_per_s": rounded(bound, 1),
                 "drain_jobs_per_s": round(drain_rate, 1),
                 "of_bound": rounded(drain_rate / bound, 3) if bound else None,
-            },
+            }
+            | cpu.report,
         )
     ]
 

@@ -2,8 +2,8 @@
 # Every figure of docs/performance.md, measured again (`make bench`): raw JSON into
 # docs/perf/results/, then docs/perf/report.py turns it into docs/perf/tables.md and the charts.
 #
-# Runs for about 30-40 minutes on the 2-core machine (two 1,000,000-job backlogs and the peers'
-# runs, Procrastinate at ~100 jobs/s, take most of it). Each scenario makes its own database
+# Runs for about 40 minutes on the 2-core machine (two 1,000,000-job backlogs and the peers'
+# runs, Procrastinate at ~100 jobs/s, and a 1,000,000-job memory run take most of it). Each scenario makes its own database
 # beside the configured ones and drops it. Environment:
 #   BENCH_POSTGRES_URL   default postgresql+psycopg://postgres@127.0.0.1:5432/test
 #   BENCH_SQLITE_URL     default sqlite:///<repo>/.bench/bench.db
@@ -23,8 +23,8 @@ PY=.venv/bin/python
 mkdir -p "$OUT"
 
 STEPS="pg-noop-p1 pg-noop-p2 sqlite-noop-p1 sqlite-noop-p2 pg-latency sqlite-latency
-pg-enqueue sqlite-enqueue pg-sync sqlite-sync pg-rss pg-logs-off pg-metrics bare-p1 bare-p2
-pg-backlog sqlite-backlog"
+pg-enqueue sqlite-enqueue pg-sync sqlite-sync pg-sync-p2 pg-rss pg-logs-off pg-metrics bare-p1
+bare-p2 pg-backlog sqlite-backlog pg-rss-1m"
 ONLY=${BENCH_ONLY:-$STEPS}
 
 step() {  # step NAME COMMAND...: run it unless left out, JSON to $OUT/NAME.json
@@ -44,8 +44,9 @@ step pg-latency $SB --database-url "$PG" bench latency --json
 step sqlite-latency $SB --database-url "$SQ" bench latency --json
 step pg-enqueue $SB --database-url "$PG" bench enqueue --jobs "$JOBS" --json
 step sqlite-enqueue $SB --database-url "$SQ" bench enqueue --jobs "$JOBS" --json
-step pg-sync $SB --database-url "$PG" bench sync --json
-step sqlite-sync $SB --database-url "$SQ" bench sync --json
+step pg-sync $SB --database-url "$PG" bench sync --jobs 998 --json
+step pg-sync-p2 $SB --database-url "$PG" bench sync --jobs 998 --processes 2 --json
+step sqlite-sync $SB --database-url "$SQ" bench sync --jobs 998 --json
 step pg-rss $SB --database-url "$PG" bench noop --jobs "$JOBS" --rss --json
 step pg-logs-off env SYNCBRIDGE_LOG_LEVEL=warning \
   $SB --database-url "$PG" bench noop --jobs "$JOBS" --json
@@ -54,5 +55,6 @@ step bare-p1 $PY scripts/peers/bare_loop.py --database-url "$PG" --jobs "$JOBS" 
 step bare-p2 $PY scripts/peers/bare_loop.py --database-url "$PG" --jobs "$JOBS" --processes 2
 step pg-backlog $SB --database-url "$PG" bench backlog --jobs "$JOBS" --backlog "$BACKLOG" --json
 step sqlite-backlog $SB --database-url "$SQ" bench backlog --jobs "$JOBS" --backlog "$BACKLOG" --json
+step pg-rss-1m $SB --database-url "$PG" bench noop --jobs "$BACKLOG" --rss --rss-at 200 --json
 
 $PY docs/perf/report.py "$OUT" docs/perf

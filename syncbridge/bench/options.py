@@ -24,6 +24,7 @@ class Options:
     backlog: int = 1_000_000
     rate: float = 200.0
     rss: bool = False
+    rss_concurrencies: tuple[int, ...] = RSS_CONCURRENCIES
     sync_latency_ms: int = 20
     sync_fault_rate: float = 0.0
     worker_metrics: bool = False  # workers serve Prometheus metrics (--metrics-port 0)

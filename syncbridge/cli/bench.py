@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from syncbridge.bench.options import SCENARIOS, Options
+from syncbridge.bench.options import RSS_CONCURRENCIES, SCENARIOS, Options
 from syncbridge.bench.result import Result
 from syncbridge.bench.runner import plan, run
 from syncbridge.cli.app import App
@@ -44,6 +44,12 @@ COLUMNS: tuple[str, ...] = (
     help="Enqueue rate of the latency scenario (jobs/s).",
 )
 @click.option("--rss", is_flag=True, help="noop at concurrency 1, 50 and 200 with worker RSS.")
+@click.option(
+    "--rss-at",
+    type=click.IntRange(1, 1000),
+    multiple=True,
+    help="With --rss: these concurrencies instead (repeatable).",
+)
 @click.option("--sync-latency-ms", type=click.IntRange(0), default=20, show_default=True)
 @click.option("--sync-fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--metrics", is_flag=True, help="Workers also serve Prometheus metrics.")
@@ -60,6 +66,7 @@ def bench(
     backlog_size: int,
     rate: float,
     rss: bool,
+    rss_at: tuple[int, ...],
     sync_latency_ms: int,
     sync_fault_rate: float,
     metrics: bool,
@@ -88,6 +95,7 @@ def bench(
             backlog=backlog_size,
             rate=rate,
             rss=rss,
+            rss_concurrencies=rss_at or RSS_CONCURRENCIES,
             sync_latency_ms=sync_latency_ms,
             sync_fault_rate=sync_fault_rate,
             worker_metrics=metrics,

@@ -83,6 +83,18 @@ def test_sync_runs_customer_jobs_through_the_mocks(database_url: str) -> None:
     )
     assert sync["scenario"] == "sync" and sync["succeeded"] == 8
     assert sync["upstream_calls_per_job"] >= 1 and sync["bound_jobs_per_s"] > 0
+    # The profile of the bound: who used the CPU during the run.
+    assert 0 < sync["cpu_machine_busy_share"] <= 1
+    assert sync["cpu_workers_cores"] > 0 and sync["cpu_mocks_cores"] > 0
+    assert untouched(database_url)
+
+
+def test_worker_memory_is_sampled_at_the_chosen_concurrencies(database_url: str) -> None:
+    results = bench(database_url, "noop", "--jobs", "30", "--rss", "--rss-at", "2", "--json")
+    [noop] = results
+    assert noop["concurrency"] == 2 and noop["succeeded"] == 30
+    assert 0 < noop["rss_warm_kb"] <= noop["rss_peak_kb"]
+    assert 0 < noop["rss_end_kb"] <= noop["rss_peak_kb"]
     assert untouched(database_url)
 
 

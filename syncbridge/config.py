@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -44,11 +44,25 @@ class Settings(BaseSettings):
     plugins: str | None = None
     shutdown_grace_seconds: float = Field(30.0, ge=0)
     poll_interval_seconds: float = Field(0.5, gt=0)
+    # SQLite wake-ups (db/sqlite_watch.py): the watcher's wait after a commit, doubling while
+    # nothing is committed up to the slowest.
+    sqlite_poll_fastest_seconds: float = Field(0.001, gt=0)
+    sqlite_poll_slowest_seconds: float = Field(0.05, gt=0)
     rescue_interval_seconds: float = Field(5.0, gt=0)
     reconcile_interval_seconds: float = Field(60.0, gt=0)
     # Retention: workers delete finished jobs older than this (unset: keep everything).
     retention_seconds: float | None = Field(None, gt=0)
     prune_interval_seconds: float = Field(3600.0, gt=0)
+
+    @field_validator("sqlite_poll_slowest_seconds")
+    @classmethod
+    def _slowest_not_below_fastest(cls, slowest: float, info: ValidationInfo) -> float:
+        fastest = info.data.get("sqlite_poll_fastest_seconds")  # absent when itself invalid
+        if fastest is not None and slowest < fastest:
+            raise ValueError(
+                f"must be at least SYNCBRIDGE_SQLITE_POLL_FASTEST_SECONDS ({fastest!r})"
+            )
+        return slowest
 
     @property
     def plugin_filter(self) -> list[str] | None:

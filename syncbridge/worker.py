@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from syncbridge.config import Settings
 from syncbridge.db.notify import Listener
 from syncbridge.db.queries import Store
+from syncbridge.db.sqlite_watch import SqliteWatcher
 from syncbridge.executor import AttemptReport, context_for, run_attempt
 from syncbridge.jobtypes import JobContext, JobType
 from syncbridge.logs import get_logger
@@ -99,7 +100,7 @@ class Worker:
         self._db_down_since: float | None = None
         self._isolated_waiting = False  # one is due: let in-flight jobs drain, then run it
         self._isolated_pending = True  # one may exist: probe for it whenever idle
-        self._listener: Listener | None = None
+        self._listener: Listener | SqliteWatcher | None = None
         lease = settings.job_lease_seconds
         self._renew_every = lease / 3
         self._next_renew = 0.0
@@ -132,6 +133,17 @@ class Worker:
                 set(self.job_types),
                 self._wake.set,
                 lambda error: self._emit("listen_failed", level="warning", error=error),
+            )
+            self._listener.start()
+        elif self.store.dialect == "sqlite":
+            # No NOTIFY on SQLite: a watcher polls the file's data version, fast after a commit
+            # and backing off while nothing changes.
+            self._listener = SqliteWatcher(
+                self.store.engine.url,
+                self._wake.set,
+                lambda error: self._emit("watch_failed", level="warning", error=error),
+                fastest=self.settings.sqlite_poll_fastest_seconds,
+                slowest=self.settings.sqlite_poll_slowest_seconds,
             )
             self._listener.start()
         grace_deadline: float | None = None

@@ -9,6 +9,7 @@ database answers again; fencing makes the late writes safe.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -91,6 +92,9 @@ class Worker:
         )
         self.log = get_logger(worker_id=self.worker_id)
         self._handler_log = get_logger()  # handlers' context is bound per attempt (executor)
+        # Per-job debug events cost a dict each even when filtered: build them only if someone
+        # listens (debug logs, or the metrics hooks).
+        self._per_job_debug = on_event is not None or self.log.is_enabled_for(logging.DEBUG)
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="syncbridge-handler")
         self._in_flight: dict[int, InFlight] = {}
         self._zombies: list[InFlight] = []  # timed out, thread still running
@@ -219,7 +223,8 @@ class Worker:
         self._in_flight[job.id] = InFlight(job, ctx, future, started, started + timeout)
         future.add_done_callback(lambda _f: self._wake.set())
         self.stats.claimed += 1
-        self._emit("attempt_started", level="debug", **self._job_fields(job))
+        if self._per_job_debug:
+            self._emit("attempt_started", level="debug", **self._job_fields(job))
 
     def _collect(self) -> None:
         for job_id, item in list(self._in_flight.items()):
@@ -283,6 +288,8 @@ class Worker:
             else:
                 state = str(result.state)
                 self.stats.outcomes[state] = self.stats.outcomes.get(state, 0) + 1
+                if not self._per_job_debug:
+                    continue
                 self._emit(
                     "job_state",
                     job_id=result.job_id,

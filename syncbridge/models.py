@@ -46,6 +46,8 @@ class Job:
         mapping = row._mapping
         values = {name: mapping[name] for name in _JOB_FIELDS}
         values["state"] = JobState(values["state"])
+        if values["lineage_id"] is None:  # stored NULL: a job that replays nothing
+            values["lineage_id"] = values["id"]
         return cls(**values)
 
     @property

@@ -3,20 +3,18 @@ replay links and the ledger still need."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.orm import aliased
 
-from syncbridge.db.base import params_hash
 from syncbridge.db.notify import notify_enqueued
 from syncbridge.db.operator import OperatorStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.models import EnqueueRequest, EnqueueResult, Job
-from syncbridge.states import TERMINAL_STATES, JobState
+from syncbridge.states import TERMINAL_STATES
 
 CHUNK = 1000
 
@@ -40,58 +38,24 @@ class BulkStore(OperatorStore):
         return [result for result in results if result is not None]
 
     def _insert_many(self, requests: list[EnqueueRequest]) -> dict[tuple[str, str], Job]:
+        """The chunk's new jobs through the one prepared insert: SQLAlchemy sends the rows as
+        multi-row ``INSERT .. ON CONFLICT DO NOTHING RETURNING *`` batches ("insertmanyvalues"),
+        compiled once. A row that met a conflict simply does not come back."""
         if not requests:
             return {}
-        now = self.clock.now()
-        rows: list[dict[str, Any]] = [
-            {
-                "job_type": r.job_type,
-                "entity_id": r.entity_id,
-                "payload": r.payload,
-                "state": JobState.PENDING,
-                "attempt": 0,
-                "budget_start": 0,
-                "max_retries": r.max_retries,
-                "timeout_seconds": r.timeout_seconds,
-                "next_run_at": r.run_at or now,
-                "correlation_id": r.correlation_id or uuid.uuid4().hex,
-                "idempotency_key": None,
-                "params_hash": params_hash(r.job_type, r.entity_id, r.payload),
-                "created_at": now,
-                "updated_at": now,
-            }
-            for r in requests
-        ]
-        scheduled = {(r.job_type, r.entity_id) for r in requests if r.run_at is not None}
+        rows = [self.fresh_row(request) for request in requests]
         with self.engine.begin() as conn:
-            new = conn.execute(
-                self._insert()
-                .values(rows)
-                .on_conflict_do_nothing()
-                .returning(jobs.c.id, jobs.c.job_type, jobs.c.entity_id)
-            ).all()
-            ids = [row.id for row in new]
-            if not ids:
-                return {}
-            conn.execute(update(jobs).where(jobs.c.id.in_(ids)).values(lineage_id=jobs.c.id))
-            if self.uses_database_clock:
-                # Lease and schedule times are the database's on PostgreSQL: restamp the chunk.
-                db_now = self.now_sql()
-                due_now = [r.id for r in new if (r.job_type, r.entity_id) not in scheduled]
-                conn.execute(
-                    update(jobs)
-                    .where(jobs.c.id.in_(ids))
-                    .values(created_at=db_now, updated_at=db_now)
-                )
-                if due_now:
-                    conn.execute(
-                        update(jobs).where(jobs.c.id.in_(due_now)).values(next_run_at=db_now)
-                    )
-            fresh = conn.execute(select(jobs).where(jobs.c.id.in_(ids))).all()
-            if self.dialect == "postgresql":
-                for job_type in {row.job_type for row in new}:
+            fresh = conn.execute(self._insert_returning, rows).all()
+            if fresh and self.dialect == "postgresql":
+                for job_type in {row.job_type for row in fresh}:
                     notify_enqueued(conn, job_type)
-        return {(row.job_type, row.entity_id): Job.from_row(row) for row in fresh}
+        sent: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in rows:  # the first request of an entity is the one the insert kept
+            sent.setdefault((row["job_type"], row["entity_id"]), row)
+        return {
+            (row.job_type, row.entity_id): self.new_job(sent[(row.job_type, row.entity_id)], row)
+            for row in fresh
+        }
 
     def prune(self, finished_before: datetime, dry_run: bool = False) -> int:
         """Delete terminal jobs finished before the cutoff, with their attempts, except those

@@ -4,14 +4,27 @@ requests checked against their parameters, follow-ups for changes that arrive mi
 from __future__ import annotations
 
 import uuid
+from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import ReturningInsert
 
 from syncbridge.db.base import StoreBase, params_hash
-from syncbridge.db.notify import notify_enqueued
+from syncbridge.db.notify import CHANNEL, notify_enqueued
 from syncbridge.db.schema import jobs
+from syncbridge.db.types import UTCDateTime
 from syncbridge.errors import InvalidInput
 from syncbridge.models import EnqueueRequest, EnqueueResult, Job
 from syncbridge.states import ACTIVE_STATES, JobState
@@ -32,6 +45,9 @@ class EnqueueStore(StoreBase):
         between the two statements, so the loop tries again.
         """
         digest = params_hash(request.job_type, request.entity_id, request.payload)
+        fresh = self._insert_fresh(request, digest)
+        if fresh is not None:
+            return EnqueueResult(job=fresh, deduplicated=False)
         for _ in range(20):
             with self.engine.begin() as conn:
                 if request.idempotency_key is not None:
@@ -63,6 +79,114 @@ class EnqueueStore(StoreBase):
                     )
                 return EnqueueResult(job=active, deduplicated=True)
         raise RuntimeError("enqueue kept racing with completions; giving up")
+
+    def _insert_fresh(self, request: EnqueueRequest, digest: str) -> Job | None:
+        """The common case in one statement: the new job, or None when the entity already has
+        an active job or the key is taken (the caller's reads then resolve it). On PostgreSQL
+        the statement also sends the wake-up and runs autocommitted (one round trip)."""
+        row = self.fresh_row(request, digest)
+        if self.dialect == "postgresql":
+            with self._autocommit.connect() as conn:
+                found = conn.execute(self._insert_and_notify, row).first()
+        else:
+            with self.engine.begin() as conn:
+                found = conn.execute(self._insert_returning, row).first()
+        return self.new_job(row, found) if found is not None else None
+
+    @staticmethod
+    def new_job(row: dict[str, Any], inserted: Any) -> Job:
+        """The job just inserted from ``row``: only what the database chose (id and times)
+        comes back from it; everything else is what was sent."""
+        return Job(
+            id=inserted.id,
+            job_type=row["job_type"],
+            entity_id=row["entity_id"],
+            payload=row["payload"],
+            state=JobState.PENDING,
+            attempt=0,
+            budget_start=0,
+            max_retries=row["max_retries"],
+            timeout_seconds=row["timeout_seconds"],
+            next_run_at=inserted.next_run_at,
+            lease_owner=None,
+            lease_expires_at=None,
+            cancel_requested=False,
+            isolate=False,
+            follow_up=False,
+            follow_up_payload=None,
+            correlation_id=row["correlation_id"],
+            idempotency_key=row["idempotency_key"],
+            params_hash=row["params_hash"],
+            lineage_id=inserted.id,
+            replay_of_job_id=None,
+            replay_of_attempt_id=None,
+            last_error=None,
+            effect_status=None,
+            created_at=inserted.created_at,
+            updated_at=inserted.updated_at,
+            finished_at=None,
+        )
+
+    def fresh_row(self, request: EnqueueRequest, digest: str | None = None) -> dict[str, Any]:
+        """The parameters of :attr:`_insert_returning` for ``request``."""
+        if digest is None:
+            digest = params_hash(request.job_type, request.entity_id, request.payload)
+        return self.time_params() | {
+            "job_type": request.job_type,
+            "entity_id": request.entity_id,
+            "payload": request.payload,
+            "max_retries": request.max_retries,
+            "timeout_seconds": request.timeout_seconds,
+            "run_at": request.run_at,
+            "correlation_id": request.correlation_id or uuid.uuid4().hex,
+            "idempotency_key": request.idempotency_key,
+            "params_hash": digest,
+        }
+
+    @cached_property
+    def _insert_returning(self) -> ReturningInsert[Any]:
+        """A new pending job, with what the database chose for it (:meth:`new_job`); nothing on
+        a conflict. ``lineage_id`` stays NULL: a job that replays nothing is its own lineage
+        (``Job.from_row`` reads it so). Returning every column cost more than the insert."""
+        now = self.now_param()
+        return (
+            self._insert()
+            .values(
+                job_type=bindparam("job_type"),
+                entity_id=bindparam("entity_id"),
+                payload=bindparam("payload", type_=jobs.c.payload.type),
+                state=JobState.PENDING,
+                attempt=0,
+                budget_start=0,
+                max_retries=bindparam("max_retries"),
+                timeout_seconds=bindparam("timeout_seconds", type_=Integer()),
+                next_run_at=func.coalesce(bindparam("run_at", type_=UTCDateTime()), now),
+                correlation_id=bindparam("correlation_id"),
+                idempotency_key=bindparam("idempotency_key", type_=String()),
+                params_hash=bindparam("params_hash"),
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+            .returning(
+                jobs.c.id,
+                jobs.c.job_type,
+                jobs.c.entity_id,
+                jobs.c.next_run_at,
+                jobs.c.created_at,
+                jobs.c.updated_at,
+            )
+        )
+
+    @cached_property
+    def _insert_and_notify(self) -> Select[Any]:
+        inserted = self._insert_returning.cte("inserted")
+        wake = func.pg_notify(CHANNEL, inserted.c.job_type).label("notified")
+        return select(inserted, wake)
+
+    @cached_property
+    def _autocommit(self) -> Engine:
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def _insert_job(
         self,

@@ -16,7 +16,6 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Connection,
-    Engine,
     Insert,
     Integer,
     Interval,
@@ -350,10 +349,6 @@ class LifecycleStore(EnqueueStore):
             )
             .values(finished_at=self.now_param(), outcome=AttemptOutcome.SUCCEEDED)
         )
-
-    @cached_property
-    def _autocommit(self) -> Engine:
-        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @cached_property
     def _succeed_many(self) -> TextClause:

@@ -18,6 +18,8 @@ from syncbridge.plugins import Registry
 
 ENTITY_ID_MAX = 255
 KEY_MAX = 255
+# A bulk load this large gets fresh planner statistics at once (Store.refresh_statistics).
+REFRESH_STATISTICS_AFTER = 10_000
 # C0, DEL and C1 (``\x9b`` is a one-byte terminal CSI); lone surrogates are not text at all.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -122,6 +124,8 @@ class Services:
         results = self.store.enqueue_many(requests)
         for result in results:
             observe_enqueue(result.job.job_type, result.deduplicated)
+        if sum(not result.deduplicated for result in results) >= REFRESH_STATISTICS_AFTER:
+            self.store.refresh_statistics()  # workers' claims stay on the runnable index
         return results
 
     def job_detail(self, job_id: int) -> dict[str, Any]:

@@ -88,12 +88,9 @@ def fill_backlog(engine: Engine, count: int, prefix: str, chunk: int = 100_000) 
 
 
 def analyze(engine: Engine) -> None:
-    """Refresh the planner's statistics after a bulk load, as autovacuum would within a minute
-    or so. Without them PostgreSQL takes the freshly filled table for a small one and plans each
-    claim as "every pending job, then sort" instead of reading ``ix_jobs_runnable`` in order:
-    the benchmark would measure the first minute after a bulk load, not a running queue."""
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ANALYZE jobs" if engine.dialect.name == "postgresql" else "ANALYZE")
+    """Fresh planner statistics after the benchmark's bulk load (``Store.refresh_statistics``):
+    the benchmark measures a running queue, not the first minute after a bulk load."""
+    Store(engine).refresh_statistics()
 
 
 def succeeded_count(engine: Engine) -> int:

@@ -100,3 +100,21 @@ def test_fifty_concurrent_enqueues_of_one_entity_make_one_job(store: Store) -> N
     assert store.counts_by_state()["pending"] == 1
     [job] = store.list_jobs(limit=10)
     assert job.state is JobState.PENDING
+
+
+def test_a_large_bulk_load_refreshes_the_planner_statistics(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syncbridge import services as services_module
+    from syncbridge.config import Settings
+    from syncbridge.plugins import load_registry
+
+    refreshed: list[bool] = []
+    real = store.refresh_statistics
+    monkeypatch.setattr(store, "refresh_statistics", lambda: refreshed.append(True) or real())
+    monkeypatch.setattr(services_module, "REFRESH_STATISTICS_AFTER", 3)
+    services = services_module.Services(store, load_registry(["noop"]), Settings())
+    services.enqueue_many([req("a"), req("b")])
+    assert refreshed == []  # small loads leave it to autovacuum
+    services.enqueue_many([req("c"), req("d"), req("e"), req("a")])
+    assert refreshed == [True]

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
@@ -33,8 +34,9 @@ class Sandbox:
     engine: Engine  # the engine's own: writes
     reader: Engine  # plain, for the benchmark's reads (no SQLite write lock; see below)
 
-    @property
+    @cached_property
     def store(self) -> Store:
+        # One store, as an application holds one: it builds its hot statements once.
         return Store(self.engine)
 
 

@@ -119,10 +119,18 @@ def targets_table(runs: dict[str, list[Row]]) -> list[str]:
     for backend in ("pg", "sqlite"):
         sync = first(runs, f"{backend}-sync", scenario="sync")
         if sync and sync.get("of_bound") is not None:
+            met = sync["of_bound"] >= SYNC_SHARE
+            profile = (
+                f"; worker process {sync['cpu_workers_cores']:.2f} cores, mocks "
+                f"{sync['cpu_mocks_cores']:.2f}, machine {sync['cpu_machine_busy_share']:.0%} busy"
+                if "cpu_workers_cores" in sync
+                else ""
+            )
             lines.append(
                 f"| {sync['backend']} sync: ≥ 80% of concurrency ÷ upstream latency "
                 f"({fmt(sync['bound_jobs_per_s'])}/s), or a profile | {fmt(rate(sync))}/s "
-                f"({sync['of_bound']:.0%}) | {verdict(sync['of_bound'] >= SYNC_SHARE)} |"
+                f"({sync['of_bound']:.0%}){profile} | "
+                f"{verdict(met) if met or not profile else 'profile (see below)'} |"
             )
     for backend in ("pg", "sqlite"):
         rows = [r for r in runs.get(f"{backend}-backlog", []) if r["scenario"] == "backlog"]

@@ -58,7 +58,8 @@ class Listener:
                     backoff = 0.5
                     self._wake()  # anything enqueued while we were not listening
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=1.0):
+                        # Short: stop() waits for this to return.
+                        for note in conn.notifies(timeout=0.2):
                             if note.payload in self._job_types:
                                 self._wake()
             except psycopg.Error as exc:

@@ -50,6 +50,39 @@ class Job:
             values["lineage_id"] = values["id"]
         return cls(**values)
 
+    @classmethod
+    def new_pending(
+        cls,
+        id: int,
+        request: EnqueueRequest,
+        params_hash: str,
+        correlation_id: str,
+        next_run_at: datetime,
+        created_at: datetime,
+    ) -> Job:
+        """The job an enqueue of ``request`` just inserted: pending, never run, its own lineage,
+        created and updated at ``created_at``. Built without ``__init__``, which sets each of the
+        27 fields of a frozen dataclass through ``object.__setattr__``: bulk enqueue builds one
+        per row, and this is about five times faster. Equal to the ``__init__``-built job (a test
+        checks)."""
+        values = _PENDING.copy()
+        values["id"] = id
+        values["job_type"] = request.job_type
+        values["entity_id"] = request.entity_id
+        values["payload"] = request.payload
+        values["max_retries"] = request.max_retries
+        values["timeout_seconds"] = request.timeout_seconds
+        values["next_run_at"] = next_run_at
+        values["correlation_id"] = correlation_id
+        values["idempotency_key"] = request.idempotency_key
+        values["params_hash"] = params_hash
+        values["lineage_id"] = id
+        values["created_at"] = created_at
+        values["updated_at"] = created_at
+        job = object.__new__(cls)
+        job.__dict__.update(values)
+        return job
+
     @property
     def charged_attempts(self) -> int:
         """Attempts that count against the retry budget (released ones do not)."""
@@ -67,6 +100,15 @@ class Job:
 
 
 _JOB_FIELDS = tuple(f.name for f in fields(Job))
+# Every field of a just-enqueued job that does not come from its request (see Job.new_pending).
+_PENDING: dict[str, Any] = dict.fromkeys(_JOB_FIELDS) | {
+    "state": JobState.PENDING,
+    "attempt": 0,
+    "budget_start": 0,
+    "cancel_requested": False,
+    "isolate": False,
+    "follow_up": False,
+}
 
 
 @dataclass(frozen=True)

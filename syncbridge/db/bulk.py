@@ -4,128 +4,189 @@ replay links and the ledger still need."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, delete, exists, select
+import psycopg
+from sqlalchemy import and_, delete, exists, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from syncbridge.db.notify import notify_enqueued
+from syncbridge.db import enqueue_sql
+from syncbridge.db.base import params_hash
+from syncbridge.db.driver import driver_errors, driver_of
 from syncbridge.db.operator import OperatorStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.models import EnqueueRequest, EnqueueResult, Job
 from syncbridge.states import TERMINAL_STATES
 
 CHUNK = 1000
-
-# PostgreSQL bulk enqueue (``BulkStore._copy_in``): a staging table per session, emptied at
-# every commit.
-STAGING_TABLE = """
-CREATE TEMP TABLE IF NOT EXISTS syncbridge_enqueue_staging (
-    ord integer, job_type text, entity_id text, payload json, max_retries integer,
-    timeout_seconds integer, run_at timestamptz, correlation_id text, idempotency_key text,
-    params_hash text
-) ON COMMIT DELETE ROWS
-"""
-COPY_STAGING = """
-COPY syncbridge_enqueue_staging (ord, job_type, entity_id, payload, max_retries, timeout_seconds,
-                                 run_at, correlation_id, idempotency_key, params_hash) FROM STDIN
-"""
-INSERT_STAGED = """
-INSERT INTO jobs (job_type, entity_id, payload, state, attempt, budget_start, max_retries,
-                  timeout_seconds, next_run_at, correlation_id, idempotency_key, params_hash,
-                  created_at, updated_at)
-SELECT job_type, entity_id, payload, 'pending', 0, 0, max_retries, timeout_seconds,
-       COALESCE(run_at, {now}), correlation_id, idempotency_key, params_hash, {now}, {now}
-FROM syncbridge_enqueue_staging ORDER BY ord
-ON CONFLICT DO NOTHING
-RETURNING id, job_type, entity_id, next_run_at, created_at, updated_at
-"""
-
-
-class Inserted(NamedTuple):
-    """What the database chose for a row ``_copy_in`` inserted."""
-
-    id: int
-    job_type: str
-    entity_id: str
-    next_run_at: datetime
-    created_at: datetime
-    updated_at: datetime
+# Bulk enqueue inserts this many requests per transaction.
+ENQUEUE_CHUNK = 10_000
 
 
 class BulkStore(OperatorStore):
     def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
-        """One multi-row ``INSERT .. ON CONFLICT DO NOTHING`` per chunk; rows that met an active
-        job or a used key go through the single-job path (dedupe, follow-up, key checks)."""
+        """Enqueue every request, with the results :meth:`enqueue` would give one by one in
+        this order. Per chunk, one bulk insert takes each request whose entity and key no
+        earlier request of the chunk names (so none of them can depend on another); the rest,
+        and any that met an active job or a used key, go through the single-job path (dedupe,
+        follow-up, key checks) afterwards, in request order."""
         results: list[EnqueueResult | None] = [None] * len(requests)
-        for start in range(0, len(requests), CHUNK):
-            chunk = list(enumerate(requests[start : start + CHUNK], start))
-            keyless = [(i, r) for i, r in chunk if r.idempotency_key is None]
-            inserted = self._insert_many([r for _, r in keyless])
-            for index, request in keyless:
-                job = inserted.pop((request.job_type, request.entity_id), None)
+        for start in range(0, len(requests), ENQUEUE_CHUNK):
+            chunk = requests[start : start + ENQUEUE_CHUNK]
+            independent = _independent(chunk)
+            inserted = self._insert_many([chunk[i] for i in independent])
+            for position, job in zip(independent, inserted, strict=True):
                 if job is not None:
-                    results[index] = EnqueueResult(job=job, deduplicated=False)
-            for index, request in chunk:
-                if results[index] is None:
-                    results[index] = self.enqueue(request)
+                    results[start + position] = EnqueueResult(job=job, deduplicated=False)
+            for position, request in enumerate(chunk, start):
+                if results[position] is None:
+                    results[position] = self.enqueue(request)
         return [result for result in results if result is not None]
 
-    def _insert_many(self, requests: list[EnqueueRequest]) -> dict[tuple[str, str], Job]:
-        """The chunk's new jobs through the one prepared insert: SQLAlchemy sends the rows as
-        multi-row ``INSERT .. ON CONFLICT DO NOTHING RETURNING *`` batches ("insertmanyvalues"),
-        compiled once. A row that met a conflict simply does not come back."""
+    def _insert_many(self, requests: list[EnqueueRequest]) -> list[Job | None]:
+        """The new job of each request, None where it met an active job or a used key. No two
+        requests may share an entity or a key (``enqueue_many`` sees to it)."""
         if not requests:
-            return {}
+            return []
+        if self.dialect == "postgresql":
+            try:
+                return list(self._copy_jobs(requests))
+            except IntegrityError as exc:
+                if not isinstance(exc.orig, psycopg.errors.UniqueViolation):
+                    raise
+            return self._insert_staged(requests)
         rows = [self.fresh_row(request) for request in requests]
         with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                fresh: Sequence[Any] = self._copy_in(conn, rows)
-                for job_type in {row.job_type for row in fresh}:
-                    notify_enqueued(conn, job_type)
-            else:
-                fresh = conn.execute(self._insert_returning, rows).all()
-        sent: dict[tuple[str, str], dict[str, Any]] = {}
-        for row in rows:  # the first request of an entity is the one the insert kept
-            sent.setdefault((row["job_type"], row["entity_id"]), row)
-        return {
-            (row.job_type, row.entity_id): self.new_job(sent[(row.job_type, row.entity_id)], row)
-            for row in fresh
-        }
+            fresh = conn.execute(self._insert_returning, rows).all()
+        by_entity = {(row.job_type, row.entity_id): row for row in fresh}
+        jobs_: list[Job | None] = []
+        for request, row in zip(requests, rows, strict=True):
+            found = by_entity.get((request.job_type, request.entity_id))
+            jobs_.append(
+                None
+                if found is None
+                else Job.new_pending(
+                    found.id,
+                    request,
+                    row["params_hash"],
+                    row["correlation_id"],
+                    found.next_run_at,
+                    found.created_at,
+                )
+            )
+        return jobs_
 
-    def _copy_in(self, conn: Connection, rows: list[dict[str, Any]]) -> list[Inserted]:
-        """PostgreSQL: ``COPY`` the chunk into a session-local staging table, then one
-        ``INSERT .. SELECT .. ON CONFLICT DO NOTHING`` in request order (the first request of
-        an entity wins, as in the single path). psycopg escapes every value for ``COPY``."""
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        clock = "now()" if self.uses_database_clock else "%(now)s"
-        with driver.cursor() as cursor:
-            cursor.execute(STAGING_TABLE)
-            with cursor.copy(COPY_STAGING) as copy:
-                for order, row in enumerate(rows):
-                    copy.write_row(
-                        (
-                            order,
-                            row["job_type"],
-                            row["entity_id"],
-                            json.dumps(row["payload"]),
-                            row["max_retries"],
-                            row["timeout_seconds"],
-                            row["run_at"],
-                            row["correlation_id"],
-                            row["idempotency_key"],
-                            row["params_hash"],
+    def _copy_jobs(self, requests: list[EnqueueRequest]) -> list[Job]:
+        """PostgreSQL, optimistic: every row in one ``COPY`` into ``jobs`` (the fastest way
+        in), with ids drawn from the table's sequence first. ``COPY`` has no ``ON CONFLICT``:
+        the first row that meets an active job of its entity or a used key fails it (the same
+        unique indexes decide, with the same waits on concurrent inserts) and nothing of the
+        chunk is written. The server inserts while this loop hashes and formats the next rows.
+
+        Time: the transaction's ``now()``, read in its first statement, is what ``now()``
+        would write for every row of it; with an injected clock, the clock's value."""
+        job_types = sorted({request.job_type for request in requests})
+        with self.engine.begin() as conn:
+            driver = driver_of(conn)
+            with driver_errors(conn, enqueue_sql.COPY_JOBS), driver.cursor() as cursor:
+                cursor.execute(
+                    enqueue_sql.RESERVE, {"count": len(requests), "job_types": job_types}
+                )
+                reserved = cursor.fetchone()
+                assert reserved is not None
+                database_now, ids, _ = reserved
+                now = (
+                    database_now.astimezone(UTC)
+                    if self.uses_database_clock
+                    else self.clock.now().astimezone(UTC)
+                )
+                new_jobs = []
+                with cursor.copy(enqueue_sql.COPY_JOBS) as copy:
+                    for job_id, request in zip(ids, requests, strict=True):
+                        digest = params_hash(request.job_type, request.entity_id, request.payload)
+                        correlation_id = request.correlation_id or uuid.uuid4().hex
+                        run_at = self._run_at(request.run_at) or now
+                        copy.write_row(
+                            (
+                                job_id,
+                                request.job_type,
+                                request.entity_id,
+                                json.dumps(request.payload),
+                                "pending",
+                                0,
+                                0,
+                                request.max_retries,
+                                request.timeout_seconds,
+                                run_at,
+                                correlation_id,
+                                request.idempotency_key,
+                                digest,
+                                now,
+                                now,
+                            )
                         )
-                    )
-            params = {} if self.uses_database_clock else {"now": self.clock.now()}
-            cursor.execute(INSERT_STAGED.replace("{now}", clock), params)
-            return [
-                Inserted(id_, job_type, entity_id, *(t.astimezone(UTC) for t in times))
-                for id_, job_type, entity_id, *times in cursor.fetchall()
-            ]
+                        new_jobs.append(
+                            Job.new_pending(job_id, request, digest, correlation_id, run_at, now)
+                        )
+        return new_jobs
+
+    def _insert_staged(self, requests: list[EnqueueRequest]) -> list[Job | None]:
+        """PostgreSQL, when some row conflicts: ``COPY`` into a session-local staging table,
+        then one ``INSERT .. SELECT .. ON CONFLICT DO NOTHING`` in request order."""
+        rows = []
+        with self.engine.begin() as conn:
+            driver = driver_of(conn)
+            with driver_errors(conn, enqueue_sql.INSERT_STAGED), driver.cursor() as cursor:
+                cursor.execute(enqueue_sql.STAGING_TABLE)
+                with cursor.copy(enqueue_sql.COPY_STAGING) as copy:
+                    for order, request in enumerate(requests):
+                        row = (
+                            order,
+                            request.job_type,
+                            request.entity_id,
+                            json.dumps(request.payload),
+                            request.max_retries,
+                            request.timeout_seconds,
+                            self._run_at(request.run_at),
+                            request.correlation_id or uuid.uuid4().hex,
+                            request.idempotency_key,
+                            params_hash(request.job_type, request.entity_id, request.payload),
+                        )
+                        copy.write_row(row)
+                        rows.append(row)
+                params = {} if self.uses_database_clock else {"now": self.clock.now()}
+                cursor.execute(self._insert_staged_sql, params)
+                fresh = {(row[1], row[2]): row for row in cursor.fetchall()}
+                if fresh:
+                    job_types = sorted({job_type for job_type, _ in fresh})
+                    cursor.execute(enqueue_sql.NOTIFY_TYPES, {"job_types": job_types})
+        new_jobs: list[Job | None] = []
+        for request, row in zip(requests, rows, strict=True):
+            found = fresh.get((request.job_type, request.entity_id))
+            new_jobs.append(
+                None
+                if found is None
+                else Job.new_pending(
+                    found[0],
+                    request,
+                    row[9],
+                    row[7],
+                    found[3].astimezone(UTC),
+                    found[4].astimezone(UTC),
+                )
+            )
+        return new_jobs
+
+    @property
+    def _insert_staged_sql(self) -> str:
+        return enqueue_sql.with_clock(enqueue_sql.INSERT_STAGED, self.uses_database_clock)
+
+    def _run_at(self, value: datetime | None) -> datetime | None:
+        stored = self._stored_time(value)
+        return stored.astimezone(UTC) if stored is not None else None
 
     def refresh_statistics(self) -> None:
         """``ANALYZE`` the jobs table, as autovacuum would within a minute or so. Right after a
@@ -159,3 +220,22 @@ class BulkStore(OperatorStore):
                 )
             )
         return len(ids)
+
+
+def _independent(requests: Sequence[EnqueueRequest]) -> list[int]:
+    """Positions of the requests whose entity and key no earlier request names. Inserting
+    those together gives what inserting them one by one would: none can change what another
+    finds, nor what any request between them finds (each other request names another entity
+    and key, and its own earlier ones go first)."""
+    entities: set[tuple[str, str]] = set()
+    keys: set[str] = set()
+    independent = []
+    for position, request in enumerate(requests):
+        entity = (request.job_type, request.entity_id)
+        key = request.idempotency_key
+        if entity not in entities and (key is None or key not in keys):
+            independent.append(position)
+        entities.add(entity)
+        if key is not None:
+            keys.add(key)
+    return independent

@@ -3,26 +3,20 @@ requests checked against their parameters, follow-ups for changes that arrive mi
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Integer,
-    Select,
-    String,
-    bindparam,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Engine, Integer, String, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import ReturningInsert
 
+from syncbridge.db import enqueue_sql
 from syncbridge.db.base import StoreBase, params_hash
-from syncbridge.db.notify import CHANNEL, notify_enqueued
+from syncbridge.db.driver import HeldConnection, driver_errors, driver_of
+from syncbridge.db.notify import notify_enqueued
 from syncbridge.db.schema import jobs
 from syncbridge.db.types import UTCDateTime
 from syncbridge.errors import InvalidInput
@@ -30,6 +24,7 @@ from syncbridge.models import EnqueueRequest, EnqueueResult, Job
 from syncbridge.states import ACTIVE_STATES, JobState
 
 ACTIVE = [str(state) for state in ACTIVE_STATES]
+_UTC = UTCDateTime()
 
 
 class EnqueueStore(StoreBase):
@@ -82,50 +77,72 @@ class EnqueueStore(StoreBase):
 
     def _insert_fresh(self, request: EnqueueRequest, digest: str) -> Job | None:
         """The common case in one statement: the new job, or None when the entity already has
-        an active job or the key is taken (the caller's reads then resolve it). On PostgreSQL
-        the statement also sends the wake-up and runs autocommitted (one round trip)."""
-        row = self.fresh_row(request, digest)
-        if self.dialect == "postgresql":
-            with self._autocommit.connect() as conn:
-                found = conn.execute(self._insert_and_notify, row).first()
-        else:
+        an active job or the key is taken (the caller's reads then resolve it). Only what the
+        database chose (id, times) comes back; the rest of the job is what was sent.
+
+        On PostgreSQL the statement also sends the wake-up and runs autocommitted (a single
+        statement is atomic: no BEGIN/COMMIT round trips) on a held connection (no pre-ping)."""
+        if self.dialect != "postgresql":
+            row = self.fresh_row(request, digest)
             with self.engine.begin() as conn:
                 found = conn.execute(self._insert_returning, row).first()
-        return self.new_job(row, found) if found is not None else None
-
-    @staticmethod
-    def new_job(row: dict[str, Any], inserted: Any) -> Job:
-        """The job just inserted from ``row``: only what the database chose (id and times)
-        comes back from it; everything else is what was sent."""
-        return Job(
-            id=inserted.id,
-            job_type=row["job_type"],
-            entity_id=row["entity_id"],
-            payload=row["payload"],
-            state=JobState.PENDING,
-            attempt=0,
-            budget_start=0,
-            max_retries=row["max_retries"],
-            timeout_seconds=row["timeout_seconds"],
-            next_run_at=inserted.next_run_at,
-            lease_owner=None,
-            lease_expires_at=None,
-            cancel_requested=False,
-            isolate=False,
-            follow_up=False,
-            follow_up_payload=None,
-            correlation_id=row["correlation_id"],
-            idempotency_key=row["idempotency_key"],
-            params_hash=row["params_hash"],
-            lineage_id=inserted.id,
-            replay_of_job_id=None,
-            replay_of_attempt_id=None,
-            last_error=None,
-            effect_status=None,
-            created_at=inserted.created_at,
-            updated_at=inserted.updated_at,
-            finished_at=None,
+            if found is None:
+                return None
+            return Job.new_pending(
+                found.id,
+                request,
+                digest,
+                row["correlation_id"],
+                found.next_run_at,
+                found.created_at,
+            )
+        params: dict[str, Any] = {
+            "job_type": request.job_type,
+            "entity_id": request.entity_id,
+            "payload": json.dumps(request.payload),
+            "max_retries": request.max_retries,
+            "timeout_seconds": request.timeout_seconds,
+            "run_at": self._stored_time(request.run_at),
+            "correlation_id": request.correlation_id or uuid.uuid4().hex,
+            "idempotency_key": request.idempotency_key,
+            "params_hash": digest,
+        }
+        if not self.uses_database_clock:
+            params["now"] = self.clock.now()
+        inserted = self._held.run(lambda conn: self._insert_one(conn, params))
+        if inserted is None:
+            return None
+        job_id, next_run_at, created_at, _ = inserted
+        return Job.new_pending(
+            job_id,
+            request,
+            digest,
+            params["correlation_id"],
+            next_run_at.astimezone(UTC),
+            created_at.astimezone(UTC),
         )
+
+    def _insert_one(self, conn: Connection, params: dict[str, Any]) -> Any:
+        with driver_errors(conn, self._insert_one_sql):
+            cursor = driver_of(conn).execute(self._insert_one_sql, params, prepare=True)
+            return cursor.fetchone()
+
+    @cached_property
+    def _insert_one_sql(self) -> str:
+        return enqueue_sql.with_clock(enqueue_sql.INSERT_ONE, self.uses_database_clock)
+
+    @cached_property
+    def _held(self) -> HeldConnection:
+        return HeldConnection(self.engine)
+
+    @cached_property
+    def _autocommit(self) -> Engine:
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def _stored_time(self, value: datetime | None) -> datetime | None:
+        """``value`` as stored (UTC), refused when naive: what ``UTCDateTime`` does to a
+        parameter, for values that reach the driver without SQLAlchemy."""
+        return _UTC.process_bind_param(value, self.engine.dialect)  # type: ignore[no-any-return]
 
     def fresh_row(self, request: EnqueueRequest, digest: str | None = None) -> dict[str, Any]:
         """The parameters of :attr:`_insert_returning` for ``request``."""
@@ -145,9 +162,8 @@ class EnqueueStore(StoreBase):
 
     @cached_property
     def _insert_returning(self) -> ReturningInsert[Any]:
-        """A new pending job, with what the database chose for it (:meth:`new_job`); nothing on
-        a conflict. ``lineage_id`` stays NULL: a job that replays nothing is its own lineage
-        (``Job.from_row`` reads it so). Returning every column cost more than the insert."""
+        """SQLite: a new pending job, with what the database chose for it; nothing on a
+        conflict. ``lineage_id`` stays NULL (see :meth:`_insert_job`)."""
         now = self.now_param()
         return (
             self._insert()
@@ -174,19 +190,8 @@ class EnqueueStore(StoreBase):
                 jobs.c.entity_id,
                 jobs.c.next_run_at,
                 jobs.c.created_at,
-                jobs.c.updated_at,
             )
         )
-
-    @cached_property
-    def _insert_and_notify(self) -> Select[Any]:
-        inserted = self._insert_returning.cte("inserted")
-        wake = func.pg_notify(CHANNEL, inserted.c.job_type).label("notified")
-        return select(inserted, wake)
-
-    @cached_property
-    def _autocommit(self) -> Engine:
-        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
     def _insert_job(
         self,
@@ -195,6 +200,14 @@ class EnqueueStore(StoreBase):
         digest: str,
         extra: dict[str, Any] | None = None,
     ) -> int | None:
+        """A new pending job in the caller's transaction; its id, or None on a conflict.
+
+        ``lineage_id`` is written only when ``extra`` gives it (a replay joins its original's
+        lineage). A job that replays nothing is its own lineage and stores NULL, which every
+        reader maps to the job's id (``Job.from_row``, ``Job.effective_lineage_id``, the
+        ``COALESCE(lineage_id, id)`` of the completion and invariant queries). Writing its own id
+        instead would cost an UPDATE after every insert, or, on the bulk paths, ids chosen
+        before the insert; NULL needs neither."""
         now = self.now_sql()
         values: dict[str, Any] = {
             "job_type": request.job_type,
@@ -217,8 +230,6 @@ class EnqueueStore(StoreBase):
         values.update(extra or {})
         statement = self._insert().values(**values).on_conflict_do_nothing().returning(jobs.c.id)
         job_id = conn.execute(statement).scalar_one_or_none()
-        if job_id is not None and values.get("lineage_id") is None:
-            conn.execute(update(jobs).where(jobs.c.id == job_id).values(lineage_id=job_id))
         if job_id is not None and self.dialect == "postgresql":
             notify_enqueued(conn, request.job_type)
         return job_id

@@ -4,6 +4,7 @@ replay links and the ledger still need."""
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -103,12 +104,20 @@ class BulkStore(OperatorStore):
                     if self.uses_database_clock
                     else self.clock.now().astimezone(UTC)
                 )
+                # Formatting a datetime costs more than the rest of the row: "now" is
+                # formatted once (ISO 8601 with offset: the exact instant, whatever DateStyle).
+                stamp = now.isoformat()
                 new_jobs = []
                 with cursor.copy(enqueue_sql.COPY_JOBS) as copy:
-                    for job_id, request in zip(ids, requests, strict=True):
+                    for job_id, request, random_id in zip(
+                        ids, requests, _random_ids(len(requests)), strict=True
+                    ):
                         digest = params_hash(request.job_type, request.entity_id, request.payload)
-                        correlation_id = request.correlation_id or uuid.uuid4().hex
-                        run_at = self._run_at(request.run_at) or now
+                        correlation_id = request.correlation_id or random_id
+                        run_at, run_at_text = now, stamp
+                        if request.run_at is not None:
+                            run_at = self._utc(request.run_at)
+                            run_at_text = run_at.isoformat()
                         copy.write_row(
                             (
                                 job_id,
@@ -120,12 +129,12 @@ class BulkStore(OperatorStore):
                                 0,
                                 request.max_retries,
                                 request.timeout_seconds,
-                                run_at,
+                                run_at_text,
                                 correlation_id,
                                 request.idempotency_key,
                                 digest,
-                                now,
-                                now,
+                                stamp,
+                                stamp,
                             )
                         )
                         new_jobs.append(
@@ -150,7 +159,7 @@ class BulkStore(OperatorStore):
                             json.dumps(request.payload),
                             request.max_retries,
                             request.timeout_seconds,
-                            self._run_at(request.run_at),
+                            None if request.run_at is None else self._utc(request.run_at),
                             request.correlation_id or uuid.uuid4().hex,
                             request.idempotency_key,
                             params_hash(request.job_type, request.entity_id, request.payload),
@@ -184,9 +193,10 @@ class BulkStore(OperatorStore):
     def _insert_staged_sql(self) -> str:
         return enqueue_sql.with_clock(enqueue_sql.INSERT_STAGED, self.uses_database_clock)
 
-    def _run_at(self, value: datetime | None) -> datetime | None:
-        stored = self._stored_time(value)
-        return stored.astimezone(UTC) if stored is not None else None
+    def _utc(self, value: datetime) -> datetime:
+        stored = self._stored_time(value)  # refuses a naive value
+        assert stored is not None
+        return stored.astimezone(UTC)
 
     def refresh_statistics(self) -> None:
         """``ANALYZE`` the jobs table, as autovacuum would within a minute or so. Right after a
@@ -220,6 +230,16 @@ class BulkStore(OperatorStore):
                 )
             )
         return len(ids)
+
+
+def _random_ids(count: int) -> list[str]:
+    """``count`` values of ``uuid.uuid4().hex`` (the default correlation id) from one call for
+    random bytes: uuid4 per row costs a tenth of the whole row here."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes(byte & 0x0F | 0x40 for byte in raw[6::16])  # version 4
+    raw[8::16] = bytes(byte & 0x3F | 0x80 for byte in raw[8::16])  # RFC 4122 variant
+    text = raw.hex()
+    return [text[start : start + 32] for start in range(0, 32 * count, 32)]
 
 
 def _independent(requests: Sequence[EnqueueRequest]) -> list[int]:

@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import Pool
 
 T = TypeVar("T")
 Driver = psycopg.Connection[Any]
@@ -51,7 +50,7 @@ def driver_errors(conn: Connection, statement: str) -> Iterator[None]:
 
 
 class HeldConnection:
-    """One pooled autocommit connection kept checked out between single enqueues.
+    """One pooled autocommit connection per engine, kept checked out between single enqueues.
 
     Kept, it skips the checkout and its pre-ping; it is tested by use instead. When it turns out
     broken (a server restart while it sat idle), it is dropped and the work runs once more on a
@@ -59,53 +58,78 @@ class HeldConnection:
     ``INSERT .. ON CONFLICT DO NOTHING`` is, since if the first try did commit, the second meets
     the conflict and the caller's slow path returns that job.
 
-    One caller at a time: a caller that finds it busy gets a pooled connection, exactly as
-    before. The connection goes back to the pool when its owner is garbage collected; if the
-    engine was disposed meanwhile it is closed instead (the disposed pool would leak it).
+    One per engine (see :func:`held_connection`), so stores sharing an engine hold one connection
+    between them, not one each. One caller at a time: a caller that finds it busy gets a pooled
+    connection, exactly as before. It goes back to the pool on :meth:`release`, and is closed when
+    the engine is disposed (a disposed pool closes only the connections checked in).
     """
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Weak: the engine keeps this object; a cycle back would only delay its collection.
+        self._engine = weakref.ref(engine)
         self._lock = threading.Lock()
-        self._slot = _Slot()
-        weakref.finalize(self, self._slot.release)
+        self._conn: Connection | None = None
 
     def run(self, work: Callable[[Connection], T]) -> T:
         if not self._lock.acquire(blocking=False):
-            with self._engine.connect() as conn:
+            with self._autocommit().connect() as conn:
                 return work(conn)
         try:
-            conn = self._slot.take(self._engine)
             try:
-                return work(conn)
+                return work(self._take())
             except DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise
-            self._slot.release()
-            return work(self._slot.take(self._engine))
+            self._drop()
+            return work(self._take())
         finally:
             self._lock.release()
 
-
-class _Slot:
-    """The held connection and the pool it came from; no reference back to its owner."""
-
-    def __init__(self) -> None:
-        self.conn: Connection | None = None
-        self.pool: Pool | None = None
-
-    def take(self, engine: Engine) -> Connection:
-        if self.conn is not None and (self.conn.invalidated or self.pool is not engine.pool):
-            self.release()  # broken, or the engine was disposed since
-        if self.conn is None:
-            self.conn = engine.connect()
-            self.pool = engine.pool
-        return self.conn
-
     def release(self) -> None:
-        conn, self.conn = self.conn, None
-        if conn is None:
-            return
-        if self.pool is not conn.engine.pool and not conn.invalidated:
-            conn.invalidate()  # closes it: the disposed pool it belongs to would not
-        conn.close()
+        """Check the connection back in, for a caller about to take pooled connections of its
+        own: holding this one meanwhile would double its share of the pool."""
+        with self._lock:
+            self._drop()
+
+    def discard(self) -> None:
+        """Close the connection for good: called once the engine's pool was disposed (and
+        replaced), where checking it in would park it in a pool that nobody closes."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.invalidate()
+                conn.close()
+
+    def _take(self) -> Connection:
+        if self._conn is not None and self._conn.invalidated:
+            self._drop()
+        if self._conn is None:
+            self._conn = self._autocommit().connect()
+        return self._conn
+
+    def _autocommit(self) -> Engine:
+        engine = self._engine()
+        assert engine is not None, "used through a store, which holds its engine"
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+_HELD_ATTRIBUTE = "_syncbridge_held_connection"
+_HELD_LOCK = threading.Lock()
+
+
+def held_connection(engine: Engine) -> HeldConnection:
+    """The engine's :class:`HeldConnection`, made on first use, kept on the engine itself (so it
+    lives and dies with it) and closed when the engine is disposed."""
+    with _HELD_LOCK:
+        held = vars(engine).get(_HELD_ATTRIBUTE)
+        if held is None:
+            held = HeldConnection(engine)
+            setattr(engine, _HELD_ATTRIBUTE, held)
+            event.listen(engine, "engine_disposed", lambda _engine: held.discard())
+        assert isinstance(held, HeldConnection)
+        return held

@@ -11,11 +11,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Integer, String, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import StatementError
 from sqlalchemy.sql.dml import ReturningInsert
 
 from syncbridge.db import enqueue_sql
 from syncbridge.db.base import StoreBase, params_hash
-from syncbridge.db.driver import HeldConnection, driver_errors, driver_of
+from syncbridge.db.driver import HeldConnection, driver_errors, driver_of, held_connection
 from syncbridge.db.notify import notify_enqueued
 from syncbridge.db.schema import jobs
 from syncbridge.db.types import UTCDateTime
@@ -111,6 +112,7 @@ class EnqueueStore(StoreBase):
             params["now"] = self.clock.now()
         inserted = self._held.run(lambda conn: self._insert_one(conn, params))
         if inserted is None:
+            self._held.release()  # the slow path checks out its own
             return None
         job_id, next_run_at, created_at, _ = inserted
         return Job.new_pending(
@@ -133,7 +135,7 @@ class EnqueueStore(StoreBase):
 
     @cached_property
     def _held(self) -> HeldConnection:
-        return HeldConnection(self.engine)
+        return held_connection(self.engine)
 
     @cached_property
     def _autocommit(self) -> Engine:
@@ -141,8 +143,12 @@ class EnqueueStore(StoreBase):
 
     def _stored_time(self, value: datetime | None) -> datetime | None:
         """``value`` as stored (UTC), refused when naive: what ``UTCDateTime`` does to a
-        parameter, for values that reach the driver without SQLAlchemy."""
-        return _UTC.process_bind_param(value, self.engine.dialect)  # type: ignore[no-any-return]
+        parameter, for values that reach the driver without SQLAlchemy. The refusal is raised
+        as SQLAlchemy raises it, so callers see one error whichever path ran."""
+        try:
+            return _UTC.process_bind_param(value, self.engine.dialect)  # type: ignore[no-any-return]
+        except ValueError as exc:
+            raise StatementError(str(exc), None, None, exc) from None
 
     def fresh_row(self, request: EnqueueRequest, digest: str | None = None) -> dict[str, Any]:
         """The parameters of :attr:`_insert_returning` for ``request``."""

@@ -26,13 +26,14 @@ SELECT id, next_run_at, created_at, pg_notify('{CHANNEL}', job_type) FROM insert
 
 # Bulk, first statement of the transaction: its "now" (constant for the whole transaction, so
 # the rows written with this value carry exactly what now() would write), ids for every row in
-# request order, and one wake-up per job type (sent only if the transaction commits).
+# request order, and one wake-up per job type (sent only if the transaction commits). The
+# sequence is looked up once (a scalar subquery): looked up per row it costs 2.5 µs a row.
 NOTIFY_TYPES = f"""
 SELECT count(*) FROM unnest(%(job_types)s::text[]) AS t(job_type), pg_notify('{CHANNEL}', job_type)
 """
 RESERVE = f"""
 SELECT now(),
-       ARRAY(SELECT nextval(pg_get_serial_sequence('jobs', 'id'))
+       ARRAY(SELECT nextval((SELECT pg_get_serial_sequence('jobs', 'id')::regclass))
              FROM generate_series(1, %(count)s)),
        ({NOTIFY_TYPES.strip()})
 """

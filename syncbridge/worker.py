@@ -17,21 +17,22 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 
+from syncbridge.completion_writer import CompletionWriter
 from syncbridge.config import Settings
 from syncbridge.db.notify import Listener
 from syncbridge.db.queries import Store
 from syncbridge.db.sqlite_watch import SqliteWatcher
-from syncbridge.executor import AttemptReport, context_for, run_attempt
+from syncbridge.executor import context_for
+from syncbridge.handler_pool import AttemptKey, HandlerPool
 from syncbridge.jobtypes import JobContext, JobType
 from syncbridge.logs import get_logger
-from syncbridge.models import Completion, ErrorSnapshot, Job
+from syncbridge.models import Completion, CompletionResult, ErrorSnapshot, Job
 from syncbridge.plugins import Registry
 from syncbridge.reconcile import reconcile
 from syncbridge.retry import RetryPolicy
@@ -44,10 +45,8 @@ T = TypeVar("T")
 class InFlight:
     job: Job
     ctx: JobContext
-    future: Future[AttemptReport]
     started: float
     deadline: float
-    timed_out: bool = False
 
 
 @dataclass
@@ -95,16 +94,20 @@ class Worker:
         # Per-job debug events cost a dict each even when filtered: build them only if someone
         # listens (debug logs, or the metrics hooks).
         self._per_job_debug = on_event is not None or self.log.is_enabled_for(logging.DEBUG)
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="syncbridge-handler")
-        self._in_flight: dict[int, InFlight] = {}
-        self._zombies: list[InFlight] = []  # timed out, thread still running
-        self._pending: list[Completion] = []
         self._wake = threading.Event()
+        self._pool = HandlerPool(concurrency, self._wake.set)
+        # By attempt, not job: a job whose lease this worker lost can be claimed again (by this
+        # worker too) while the old attempt still runs; both must be tracked and recorded.
+        self._in_flight: dict[AttemptKey, InFlight] = {}
+        # Attempts given up on (timed out, or left at shutdown) whose thread still runs.
+        self._zombies: set[AttemptKey] = set()
+        self._pending: list[Completion] = []
         self._stop = threading.Event()
         self._db_down_since: float | None = None
         self._isolated_waiting = False  # one is due: let in-flight jobs drain, then run it
         self._isolated_pending = True  # one may exist: probe for it whenever idle
         self._listener: Listener | SqliteWatcher | None = None
+        self._writer: CompletionWriter | None = None
         lease = settings.job_lease_seconds
         self._renew_every = lease / 3
         self._next_renew = 0.0
@@ -122,7 +125,7 @@ class Worker:
 
     @property
     def stuck_threads(self) -> int:
-        return sum(1 for zombie in self._zombies if not zombie.future.done())
+        return len(self._zombies)
 
     def run(self) -> None:
         self._db(
@@ -150,6 +153,14 @@ class Worker:
                 slowest=self.settings.sqlite_poll_slowest_seconds,
             )
             self._listener.start()
+        if self.store.dialect == "postgresql":
+            # Outcomes are written on a thread of their own while this one claims. Not on
+            # SQLite: its single writer lock would only make the two wait for each other.
+            self._writer = CompletionWriter(
+                lambda batch: self._db(lambda: self.store.complete(batch, self.policy)),
+                self._wake.set,
+                self.settings.poll_interval_seconds,
+            )
         grace_deadline: float | None = None
         try:
             while True:
@@ -158,7 +169,7 @@ class Worker:
                     if grace_deadline is None:
                         grace_deadline = time.monotonic() + self.settings.shutdown_grace_seconds
                         self._emit("worker_stopping", in_flight=len(self._in_flight))
-                    if not self._in_flight and not self._pending:
+                    if not self._in_flight and not self._unwritten:
                         break
                     if time.monotonic() >= grace_deadline:
                         break
@@ -219,33 +230,30 @@ class Worker:
         started = time.monotonic()
         deadline = job.updated_at + timedelta(seconds=timeout)
         ctx = context_for(job, self.worker_id, deadline, self._handler_log, self.upstreams)
-        future = self._pool.submit(run_attempt, job_type, ctx)
-        self._in_flight[job.id] = InFlight(job, ctx, future, started, started + timeout)
-        future.add_done_callback(lambda _f: self._wake.set())
+        self._in_flight[(job.id, job.attempt)] = InFlight(job, ctx, started, started + timeout)
+        self._pool.submit((job.id, job.attempt), job_type, ctx)
         self.stats.claimed += 1
         if self._per_job_debug:
             self._emit("attempt_started", level="debug", **self._job_fields(job))
 
     def _collect(self) -> None:
-        for job_id, item in list(self._in_flight.items()):
-            if not item.future.done():
-                continue
-            del self._in_flight[job_id]
-            report = item.future.result()
-            self._finish(item, report.outcome, report.error, report.effect)
-        self._zombies = [zombie for zombie in self._zombies if not zombie.future.done()]
+        for key, report in self._pool.finished():
+            item = self._in_flight.pop(key, None)
+            if item is not None:
+                self._finish(item, report.outcome, report.error, report.effect)
+            else:  # a late report of an attempt given up on: its outcome was recorded then
+                self._zombies.discard(key)
 
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
-        for job_id, item in list(self._in_flight.items()):
+        for key, item in list(self._in_flight.items()):
             if now < item.deadline:
                 continue
             # The thread cannot be killed: ask it to stop, stop renewing its lease, and record
             # the attempt as timed out. Its late result is fenced out.
-            del self._in_flight[job_id]
+            del self._in_flight[key]
             item.ctx.request_stop("timeout")
-            item.timed_out = True
-            self._zombies.append(item)
+            self._zombies.add(key)
             self.stats.timeouts += 1
             error = ErrorSnapshot(
                 error_class="AttemptTimeout",
@@ -270,7 +278,17 @@ class Worker:
             error_message=error.message if error else None,
         )
 
+    @property
+    def _unwritten(self) -> bool:
+        """Outcomes not recorded yet (or recorded, but not yet counted here)."""
+        return bool(self._pending) or (self._writer is not None and self._writer.outstanding > 0)
+
     def _flush(self) -> None:
+        if self._writer is not None:
+            self._writer.submit(self._pending)
+            self._pending = []
+            self._count_results(self._writer.take_results())
+            return
         if not self._pending:
             return
         batch, self._pending = self._pending, []
@@ -278,6 +296,9 @@ class Worker:
         if results is None:
             self._pending = batch + self._pending  # keep them until the database answers
             return
+        self._count_results(results)
+
+    def _count_results(self, results: list[CompletionResult]) -> None:
         for result in results:
             self.stats.completed += 1
             if not result.applied:
@@ -300,18 +321,15 @@ class Worker:
                 )
 
     def _renew(self) -> None:
-        held = [(item.job.id, item.job.attempt) for item in self._in_flight.values()]
+        held = list(self._in_flight)
         lease = self.settings.job_lease_seconds
         result = self._db(lambda: self.store.renew(self.worker_id, held, lease))
         if result is None:
             return
-        for job_id in result.lost:
-            item = self._in_flight.get(job_id)
-            if item is not None:
+        for (job_id, _), item in list(self._in_flight.items()):
+            if job_id in result.lost:
                 item.ctx.request_stop("lease lost")
-        for job_id in result.cancel_requested:
-            item = self._in_flight.get(job_id)
-            if item is not None:
+            elif job_id in result.cancel_requested:
                 item.ctx.request_stop("cancel requested")
 
     def _rescue(self) -> None:
@@ -381,7 +399,7 @@ class Worker:
         thread.start()
 
     def _burst_done(self) -> bool:
-        if self._in_flight or self._pending:
+        if self._in_flight or self._unwritten:
             return False
         runnable = self._db(lambda: self.store.has_runnable(sorted(self.job_types)))
         return runnable is False
@@ -389,19 +407,23 @@ class Worker:
     def _shutdown(self) -> None:
         self._collect()
         self._flush()
-        held = [(item.job.id, item.job.attempt) for item in self._in_flight.values()]
+        held = list(self._in_flight)
+        never_started = set(self._pool.shutdown())
         if held:
-            for item in self._in_flight.values():
+            for key, item in self._in_flight.items():
                 item.ctx.request_stop("worker shutting down")
-                self._zombies.append(item)
+                if key not in never_started:
+                    self._zombies.add(key)
             self._in_flight.clear()
             released = self._db(lambda: self.store.release(self.worker_id, held))
             self.stats.released += len(released or [])
             self._emit("jobs_released", count=len(held))
+        if self._writer is not None:
+            self._writer.stop(self.settings.shutdown_grace_seconds)
+            self._count_results(self._writer.take_results())
         self._db(lambda: self.store.stop_worker(self.worker_id))
         if self._listener is not None:
             self._listener.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
         self._emit(
             "worker_stopped",
             claimed=self.stats.claimed,

@@ -14,7 +14,7 @@ from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from syncbridge.db import enqueue_sql
+from syncbridge.db import driver_sql
 from syncbridge.db.base import params_hash
 from syncbridge.db.driver import driver_errors, driver_of
 from syncbridge.db.operator import OperatorStore
@@ -92,10 +92,8 @@ class BulkStore(OperatorStore):
         job_types = sorted({request.job_type for request in requests})
         with self.engine.begin() as conn:
             driver = driver_of(conn)
-            with driver_errors(conn, enqueue_sql.COPY_JOBS), driver.cursor() as cursor:
-                cursor.execute(
-                    enqueue_sql.RESERVE, {"count": len(requests), "job_types": job_types}
-                )
+            with driver_errors(conn, driver_sql.COPY_JOBS), driver.cursor() as cursor:
+                cursor.execute(driver_sql.RESERVE, {"count": len(requests), "job_types": job_types})
                 reserved = cursor.fetchone()
                 assert reserved is not None
                 database_now, ids, _ = reserved
@@ -108,7 +106,7 @@ class BulkStore(OperatorStore):
                 # formatted once (ISO 8601 with offset: the exact instant, whatever DateStyle).
                 stamp = now.isoformat()
                 new_jobs = []
-                with cursor.copy(enqueue_sql.COPY_JOBS) as copy:
+                with cursor.copy(driver_sql.COPY_JOBS) as copy:
                     for job_id, request, random_id in zip(
                         ids, requests, _random_ids(len(requests)), strict=True
                     ):
@@ -148,9 +146,9 @@ class BulkStore(OperatorStore):
         rows = []
         with self.engine.begin() as conn:
             driver = driver_of(conn)
-            with driver_errors(conn, enqueue_sql.INSERT_STAGED), driver.cursor() as cursor:
-                cursor.execute(enqueue_sql.STAGING_TABLE)
-                with cursor.copy(enqueue_sql.COPY_STAGING) as copy:
+            with driver_errors(conn, driver_sql.INSERT_STAGED), driver.cursor() as cursor:
+                cursor.execute(driver_sql.STAGING_TABLE)
+                with cursor.copy(driver_sql.COPY_STAGING) as copy:
                     for order, request in enumerate(requests):
                         row = (
                             order,
@@ -171,7 +169,7 @@ class BulkStore(OperatorStore):
                 fresh = {(row[1], row[2]): row for row in cursor.fetchall()}
                 if fresh:
                     job_types = sorted({job_type for job_type, _ in fresh})
-                    cursor.execute(enqueue_sql.NOTIFY_TYPES, {"job_types": job_types})
+                    cursor.execute(driver_sql.NOTIFY_TYPES, {"job_types": job_types})
         new_jobs: list[Job | None] = []
         for request, row in zip(requests, rows, strict=True):
             found = fresh.get((request.job_type, request.entity_id))
@@ -191,7 +189,7 @@ class BulkStore(OperatorStore):
 
     @property
     def _insert_staged_sql(self) -> str:
-        return enqueue_sql.with_clock(enqueue_sql.INSERT_STAGED, self.uses_database_clock)
+        return driver_sql.with_clock(driver_sql.INSERT_STAGED, self.uses_database_clock)
 
     def _utc(self, value: datetime) -> datetime:
         stored = self._stored_time(value)  # refuses a naive value

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import StatementError
 from sqlalchemy.sql.dml import ReturningInsert
 
-from syncbridge.db import enqueue_sql
+from syncbridge.db import driver_sql
 from syncbridge.db.base import StoreBase, params_hash
 from syncbridge.db.driver import HeldConnection, driver_errors, driver_of, held_connection
 from syncbridge.db.notify import notify_enqueued
@@ -131,7 +131,7 @@ class EnqueueStore(StoreBase):
 
     @cached_property
     def _insert_one_sql(self) -> str:
-        return enqueue_sql.with_clock(enqueue_sql.INSERT_ONE, self.uses_database_clock)
+        return driver_sql.with_clock(driver_sql.INSERT_ONE, self.uses_database_clock)
 
     @cached_property
     def _held(self) -> HeldConnection:

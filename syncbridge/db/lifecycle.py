@@ -27,17 +27,17 @@ from sqlalchemy import (
     case,
     func,
     insert,
-    literal,
     not_,
     select,
-    text,
     tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql.elements import ColumnElement, TextClause
+from sqlalchemy.sql.elements import ColumnElement
 
+from syncbridge.db import driver_sql
 from syncbridge.db.base import NOW
+from syncbridge.db.driver import driver_errors, driver_of
 from syncbridge.db.enqueue import EnqueueStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.db.types import UTCDateTime
@@ -54,38 +54,6 @@ from syncbridge.states import AttemptOutcome, JobState
 from syncbridge.transitions import Transition, decide
 
 DEFAULT_POLICY = RetryPolicy()
-
-# PostgreSQL: a batch of plain successes in one statement. The job's fence (id, attempt, owner,
-# running) is the UPDATE's WHERE; the attempt rows and ledger rows are written only for the
-# jobs that UPDATE changed. A job with ``follow_up`` set is not touched: its follow-up job must
-# be enqueued in the same transaction, which the general path does.
-SUCCEED_MANY = """
-WITH fence AS (
-    SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]),
-                         CAST(:owners AS text[])) AS f(id, attempt, owner)
-), done AS (
-    UPDATE jobs
-    SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, isolate = false,
-        updated_at = {now}, finished_at = {now}
-    FROM fence
-    WHERE jobs.id = fence.id AND jobs.attempt = fence.attempt AND jobs.lease_owner = fence.owner
-      AND jobs.state = 'running' AND NOT jobs.follow_up
-    RETURNING jobs.id, jobs.attempt, COALESCE(jobs.lineage_id, jobs.id) AS lineage_id
-), closed AS (
-    UPDATE attempts SET finished_at = {now}, outcome = 'succeeded'
-    FROM done
-    WHERE attempts.job_id = done.id AND attempts.number = done.attempt
-), effects AS (
-    INSERT INTO ledger (effect_key, job_id, lineage_id, upstream, upstream_ref, applied_at)
-    SELECT e.effect_key, done.id, done.lineage_id, e.upstream, e.upstream_ref, {now}
-    FROM unnest(CAST(:effect_jobs AS bigint[]), CAST(:effect_keys AS text[]),
-                CAST(:effect_upstreams AS text[]), CAST(:effect_refs AS text[]))
-         AS e(job_id, effect_key, upstream, upstream_ref)
-    JOIN done ON done.id = e.job_id
-    ON CONFLICT DO NOTHING
-)
-SELECT id, attempt FROM done
-"""
 
 
 def _run_order(job: Job) -> tuple[Any, int]:
@@ -117,10 +85,7 @@ class LifecycleStore(EnqueueStore):
             "worker": worker_id,
         }
         if self.dialect == "postgresql":
-            # One statement is atomic on its own: no BEGIN and COMMIT round trips.
-            with self._autocommit.connect() as conn:
-                rows = conn.execute(self._claim_with_attempts, params).all()
-            return sorted((Job.from_row(row) for row in rows), key=_run_order)
+            return self._claim_in_one_statement(params)
         with self.engine.begin() as conn:
             rows = conn.execute(self._claim_statement, params).all()
             claimed = sorted((Job.from_row(row) for row in rows), key=_run_order)
@@ -171,25 +136,21 @@ class LifecycleStore(EnqueueStore):
             .returning(*jobs.c)
         )
 
+    def _claim_in_one_statement(self, params: dict[str, Any]) -> list[Job]:
+        """PostgreSQL: one autocommitted statement (a single statement is atomic: no BEGIN and
+        COMMIT round trips) claims and opens the attempt rows, sent through psycopg: turning
+        SQLAlchemy rows into jobs cost as much as the statement itself."""
+        if not self.uses_database_clock:
+            params = params | {"now": params[NOW], "lease_until": params["lease"]}
+        else:
+            params = params | {"lease": params["lease"].total_seconds()}
+        with self._autocommit.connect() as conn, driver_errors(conn, self._claim_sql):
+            rows = driver_of(conn).execute(self._claim_sql, params, prepare=True).fetchall()
+        return sorted(map(Job.from_driver_row, rows), key=_run_order)
+
     @cached_property
-    def _claim_with_attempts(self) -> Select[Any]:
-        """PostgreSQL: one statement claims and writes the attempt rows (one round trip)."""
-        claimed = self._claim_statement.cte("claimed")
-        opened = (
-            insert(attempts)
-            .from_select(
-                ["job_id", "number", "worker_id", "started_at", "outcome"],
-                select(
-                    claimed.c.id,
-                    claimed.c.attempt,
-                    claimed.c.lease_owner,
-                    claimed.c.updated_at,
-                    literal(str(AttemptOutcome.RUNNING), String()),
-                ),
-            )
-            .cte("opened")
-        )
-        return select(claimed).add_cte(opened)
+    def _claim_sql(self) -> str:
+        return driver_sql.with_clock(driver_sql.CLAIM, self.uses_database_clock)
 
     @cached_property
     def _open_attempt(self) -> Insert:
@@ -272,7 +233,7 @@ class LifecycleStore(EnqueueStore):
 
     def _succeed_in_one_statement(self, chosen: list[Completion]) -> set[tuple[int, int]]:
         effects = [c for c in chosen if c.effect is not None]
-        params = self.time_params() | {
+        params = {
             "ids": [c.job_id for c in chosen],
             "attempts": [c.attempt for c in chosen],
             "owners": [c.worker_id for c in chosen],
@@ -281,8 +242,11 @@ class LifecycleStore(EnqueueStore):
             "effect_upstreams": [c.effect.upstream for c in effects if c.effect],
             "effect_refs": [c.effect.upstream_ref for c in effects if c.effect],
         }
-        with self._autocommit.connect() as conn:
-            return {(row.id, row.attempt) for row in conn.execute(self._succeed_many, params)}
+        if not self.uses_database_clock:
+            params["now"] = self.clock.now()
+        with self._autocommit.connect() as conn, driver_errors(conn, self._succeed_many_sql):
+            rows = driver_of(conn).execute(self._succeed_many_sql, params, prepare=True)
+            return {(job_id, attempt) for job_id, attempt in rows}
 
     def _succeed_in_steps(self, conn: Connection, chosen: list[Completion]) -> set[tuple[int, int]]:
         """The same as ``SUCCEED_MANY``, as three statements in one transaction."""
@@ -351,12 +315,8 @@ class LifecycleStore(EnqueueStore):
         )
 
     @cached_property
-    def _succeed_many(self) -> TextClause:
-        now = "now()" if self.uses_database_clock else "CAST(:sb_now AS timestamptz)"
-        statement = text(SUCCEED_MANY.replace("{now}", now))
-        if not self.uses_database_clock:
-            statement = statement.bindparams(bindparam(NOW, type_=UTCDateTime()))
-        return statement
+    def _succeed_many_sql(self) -> str:
+        return driver_sql.with_clock(driver_sql.SUCCEED_MANY, self.uses_database_clock)
 
     def _fenced(
         self, conn: Connection, completions: Sequence[Completion]

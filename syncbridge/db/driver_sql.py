@@ -1,4 +1,5 @@
-"""PostgreSQL statements of the enqueue fast paths, run through psycopg (see ``db/driver.py``).
+"""PostgreSQL statements of the hot paths (enqueue, claim, success), run through psycopg (see
+``db/driver.py``).
 
 ``{now}`` is the database's ``now()`` with the system clock, else the injected clock's value as
 the parameter ``now`` (see ``StoreBase.uses_database_clock``).
@@ -7,6 +8,9 @@ the parameter ``now`` (see ``StoreBase.uses_database_clock``).
 from __future__ import annotations
 
 from syncbridge.db.notify import CHANNEL
+from syncbridge.models import JOB_FIELDS
+
+JOB_COLUMNS = ", ".join(JOB_FIELDS)
 
 # One job in one autocommitted statement: the new row's id and times, and the wake-up (sent at
 # commit); no row when the entity already has an active job or the key is taken.
@@ -72,5 +76,76 @@ RETURNING id, job_type, entity_id, next_run_at, created_at
 """
 
 
+# Claim, in one autocommitted statement: lock up to ``limit`` due jobs (materialized: an
+# inlined subquery can be re-run by the planner and lock, and so claim, more rows than the
+# limit), start their next attempt under this worker's lease, open the attempt rows. Rows come
+# back in ``Job`` field order. ``{lease_until}`` is now plus ``lease`` seconds.
+CLAIM = f"""
+WITH due AS MATERIALIZED (
+    SELECT id FROM jobs
+    WHERE state = 'pending' AND next_run_at <= {{now}} AND job_type = ANY(%(types)s::text[])
+      AND isolate = %(isolated)s
+    ORDER BY next_run_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE jobs
+    SET state = 'running', attempt = jobs.attempt + 1, lease_owner = %(worker)s,
+        lease_expires_at = {{lease_until}}, updated_at = {{now}}
+    FROM due
+    WHERE jobs.id = due.id AND jobs.state = 'pending'
+    RETURNING jobs.*
+), opened AS (
+    INSERT INTO attempts (job_id, number, worker_id, started_at, outcome)
+    SELECT id, attempt, lease_owner, updated_at, 'running' FROM claimed
+)
+SELECT {JOB_COLUMNS} FROM claimed
+"""
+
+# A batch of plain successes in one statement. The job's fence (id, attempt, owner, running) is
+# the UPDATE's WHERE; the attempt rows and ledger rows are written only for the jobs that
+# UPDATE changed. A job with ``follow_up`` set is not touched: its follow-up job must be
+# enqueued in the same transaction, which the general path does.
+# "(state = 'running') IS TRUE" is "state = 'running'" that the planner cannot match to the
+# partial lease index: with statistics taken when few jobs ran, it would scan every running
+# job's index entry (dead ones too) per batch instead of looking the batch up by id; measured:
+# 258 ms for 400 rows instead of 5 ms.
+SUCCEED_MANY = """
+WITH fence AS (
+    SELECT * FROM unnest(%(ids)s::bigint[], %(attempts)s::integer[], %(owners)s::text[])
+             AS f(id, attempt, owner)
+), done AS (
+    UPDATE jobs
+    SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, isolate = false,
+        updated_at = {now}, finished_at = {now}
+    FROM fence
+    WHERE jobs.id = fence.id AND jobs.attempt = fence.attempt AND jobs.lease_owner = fence.owner
+      AND (jobs.state = 'running') IS TRUE AND NOT jobs.follow_up
+    RETURNING jobs.id, jobs.attempt, COALESCE(jobs.lineage_id, jobs.id) AS lineage_id
+), closed AS (
+    UPDATE attempts SET finished_at = {now}, outcome = 'succeeded'
+    FROM done
+    WHERE attempts.job_id = done.id AND attempts.number = done.attempt
+), effects AS (
+    INSERT INTO ledger (effect_key, job_id, lineage_id, upstream, upstream_ref, applied_at)
+    SELECT e.effect_key, done.id, done.lineage_id, e.upstream, e.upstream_ref, {now}
+    FROM unnest(%(effect_jobs)s::bigint[], %(effect_keys)s::text[],
+                %(effect_upstreams)s::text[], %(effect_refs)s::text[])
+         AS e(job_id, effect_key, upstream, upstream_ref)
+    JOIN done ON done.id = e.job_id
+    ON CONFLICT DO NOTHING
+)
+SELECT id, attempt FROM done
+"""
+
+
 def with_clock(statement: str, database_clock: bool) -> str:
-    return statement.replace("{now}", "now()" if database_clock else "%(now)s::timestamptz")
+    """``statement`` reading "now" from the database, or from the injected clock's parameters
+    ``now`` and ``lease_until``."""
+    if database_clock:
+        return statement.replace("{now}", "now()").replace(
+            "{lease_until}", "now() + %(lease)s * interval '1 second'"
+        )
+    return statement.replace("{now}", "%(now)s::timestamptz").replace(
+        "{lease_until}", "%(lease_until)s::timestamptz"
+    )

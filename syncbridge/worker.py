@@ -96,8 +96,8 @@ class Worker:
         self._per_job_debug = on_event is not None or self.log.is_enabled_for(logging.DEBUG)
         self._wake = threading.Event()
         self._pool = HandlerPool(concurrency, self._wake.set)
-        # By attempt, not job: a job whose lease this worker lost can be claimed again (by this
-        # worker too) while the old attempt still runs; both must be tracked and recorded.
+        # By attempt, not job: should this worker ever hold two attempts of one job (isolation
+        # keeps a job that lost its lease from running beside others), both stay tracked.
         self._in_flight: dict[AttemptKey, InFlight] = {}
         # Attempts given up on (timed out, or left at shutdown) whose thread still runs.
         self._zombies: set[AttemptKey] = set()

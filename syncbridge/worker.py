@@ -1,10 +1,12 @@
 """The worker: claims due jobs, runs their handlers on a thread pool, renews its leases,
 rescues expired ones, and records every outcome through fenced writes.
 
-All database traffic happens on the loop thread, batched (one claim, one renewal, one
-completion flush per tick); handlers run on ``concurrency`` pool threads and never touch the
-database. A database outage pauses claiming and keeps finished outcomes in memory until the
-database answers again; fencing makes the late writes safe.
+Database traffic is batched (one claim, one renewal, one completion flush per tick) and runs on
+the loop thread, except that on PostgreSQL the flushes run on a writer thread so that the next
+claim overlaps them (``completion_writer.py``). Handlers run on ``concurrency`` pool threads
+(``handler_pool.py``) and never touch the database. A database outage pauses claiming and keeps
+finished outcomes in memory until the database answers again; fencing makes the late writes
+safe.
 """
 
 from __future__ import annotations

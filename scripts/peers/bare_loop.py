@@ -16,7 +16,7 @@ Levels (each in a fresh database, jobs filled in SQL, no handler work):
   the attempt then the job (one transaction a batch), the engine's shape before issue #8.
 - ``engine SQL``: the statements the engine sends today, with nothing around them: one
   autocommitted claim that also writes the attempt rows, one autocommitted fenced completion that
-  also closes them (``LifecycleStore._claim_with_attempts`` and ``SUCCEED_MANY``).
+  also closes them (``driver_sql.CLAIM`` and ``driver_sql.SUCCEED_MANY``).
 
 Prints one JSON line per level: ``{"level", "jobs", "processes", "batch", "seconds",
 "jobs_per_s"}``. PostgreSQL only.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -68,6 +69,28 @@ class Job:
         return job
 
     @classmethod
+    def from_sqlite_row(cls, row: Sequence[Any]) -> Job:
+        """A job from a ``sqlite3`` row holding every column in field order: JSON decoded,
+        booleans from 0/1, stored naive-UTC text made aware UTC, as the column types do."""
+        values = dict(zip(JOB_FIELDS, row, strict=True))
+        values["state"] = JobState(values["state"])
+        if values["lineage_id"] is None:
+            values["lineage_id"] = values["id"]
+        for name in _JSON_FIELDS:
+            text = values[name]
+            if text is not None:
+                values[name] = json.loads(text)
+        for name in _BOOL_FIELDS:
+            values[name] = bool(values[name])
+        for name in _TIME_FIELDS:
+            text = values[name]
+            if text is not None:
+                values[name] = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        job = object.__new__(cls)
+        job.__dict__.update(values)
+        return job
+
+    @classmethod
     def new_pending(
         cls,
         id: int,
@@ -118,6 +141,8 @@ class Job:
 
 JOB_FIELDS = tuple(f.name for f in fields(Job))
 _TIME_FIELDS = tuple(f.name for f in fields(Job) if "datetime" in str(f.type))
+_JSON_FIELDS = ("payload", "follow_up_payload", "last_error")
+_BOOL_FIELDS = ("cancel_requested", "isolate", "follow_up")
 # Every field of a just-enqueued job that does not come from its request (see Job.new_pending).
 _PENDING: dict[str, Any] = dict.fromkeys(JOB_FIELDS) | {
     "state": JobState.PENDING,

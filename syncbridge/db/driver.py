@@ -1,4 +1,5 @@
-"""Statements sent straight through psycopg on the enqueue hot paths (PostgreSQL).
+"""Statements sent straight through the driver on the hot paths (psycopg on PostgreSQL, and
+``sqlite3`` for the SQLite claim).
 
 There SQLAlchemy's own work costs more than the statement: about 60 µs of Python per execution,
 and a ``SELECT 1`` round trip (the pool's pre-ping) plus as much Python again per checkout,
@@ -9,6 +10,7 @@ exception classes as ``Connection.execute`` would (the API maps ``OperationalErr
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -46,6 +48,24 @@ def driver_errors(conn: Connection, statement: str) -> Iterator[None]:
             psycopg.Error,
             connection_invalidated=broken,
             dialect=conn.dialect,
+        ) from None
+
+
+def sqlite_driver_of(conn: Connection) -> sqlite3.Connection:
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver
+
+
+@contextmanager
+def sqlite_errors(conn: Connection, statement: str) -> Iterator[None]:
+    """``sqlite3``'s errors raised as SQLAlchemy's (``OperationalError`` for "database is
+    locked"...), as ``Connection.execute`` would: the worker's outage handling catches those."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(
+            statement, None, exc, sqlite3.Error, dialect=conn.dialect
         ) from None
 
 

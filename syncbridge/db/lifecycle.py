@@ -35,9 +35,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
-from syncbridge.db import driver_sql
+from syncbridge.db import driver_sql, sqlite_sql
 from syncbridge.db.base import NOW
-from syncbridge.db.driver import driver_errors, driver_of
+from syncbridge.db.driver import driver_errors, driver_of, sqlite_driver_of, sqlite_errors
 from syncbridge.db.enqueue import EnqueueStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.db.types import UTCDateTime
@@ -86,22 +86,27 @@ class LifecycleStore(EnqueueStore):
         }
         if self.dialect == "postgresql":
             return self._claim_in_one_statement(params)
-        with self.engine.begin() as conn:
-            rows = conn.execute(self._claim_statement, params).all()
-            claimed = sorted((Job.from_row(row) for row in rows), key=_run_order)
+        return self._claim_on_sqlite(worker_id, list(job_types), limit, lease_seconds, isolated)
+
+    def _claim_on_sqlite(
+        self, worker_id: str, types: list[str], limit: int, lease_seconds: float, isolated: bool
+    ) -> list[Job]:
+        """SQLite: the claim and the attempt rows in one write transaction, through ``sqlite3``
+        (SQLAlchemy's row processing cost as much as the statement)."""
+        now = self.clock.now()
+        started = sqlite_sql.stamp(now)
+        expires = sqlite_sql.stamp(now + timedelta(seconds=lease_seconds))
+        statement = sqlite_sql.claim(len(types))
+        with self.engine.begin() as conn, sqlite_errors(conn, statement):
+            cursor = sqlite_driver_of(conn).cursor()
+            rows = cursor.execute(
+                statement, [started, *types, isolated, limit, worker_id, expires, started]
+            ).fetchall()
+            claimed = sorted(map(Job.from_sqlite_row, rows), key=_run_order)
             if claimed:
-                conn.execute(
-                    self._open_attempt,
-                    [
-                        {
-                            "job_id": job.id,
-                            "number": job.attempt,
-                            "worker_id": worker_id,
-                            "started_at": job.updated_at,
-                            "outcome": AttemptOutcome.RUNNING,
-                        }
-                        for job in claimed
-                    ],
+                cursor.executemany(
+                    sqlite_sql.OPEN_ATTEMPT,
+                    [(job.id, job.attempt, worker_id, started) for job in claimed],
                 )
         return claimed
 

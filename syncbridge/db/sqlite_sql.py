@@ -1,0 +1,46 @@
+"""SQLite statements of the claim hot path, run through ``sqlite3`` (see ``db/driver.py``).
+
+Times are stored as SQLAlchemy stores a naive UTC ``DateTime`` on SQLite, text that sorts as
+time: :func:`stamp` must format exactly that way, or comparisons with stored values break.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+
+from syncbridge.models import JOB_FIELDS
+
+# Claim: up to ``limit`` due jobs of the given types, running under this worker's lease, in
+# one statement inside the caller's BEGIN IMMEDIATE transaction. Rows in ``Job`` field order.
+_CLAIM = """
+WITH due AS (
+    SELECT id FROM jobs
+    WHERE state = 'pending' AND next_run_at <= ? AND job_type IN ({types}) AND isolate = ?
+    ORDER BY next_run_at, id
+    LIMIT ?
+)
+UPDATE jobs
+SET state = 'running', attempt = jobs.attempt + 1, lease_owner = ?, lease_expires_at = ?,
+    updated_at = ?
+FROM due
+WHERE jobs.id = due.id AND jobs.state = 'pending'
+RETURNING {columns}
+"""
+
+OPEN_ATTEMPT = """
+INSERT INTO attempts (job_id, number, worker_id, started_at, outcome)
+VALUES (?, ?, ?, ?, 'running')
+"""
+
+
+@cache
+def claim(type_count: int) -> str:
+    """The claim statement for ``type_count`` job types. Parameters: now, the types, isolated,
+    limit, worker, lease expiry, now."""
+    return _CLAIM.format(types=", ".join("?" * type_count), columns=", ".join(JOB_FIELDS))
+
+
+def stamp(value: datetime) -> str:
+    """``value`` as SQLAlchemy stores it in a SQLite ``DateTime`` column (naive UTC)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

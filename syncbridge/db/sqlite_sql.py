@@ -34,6 +34,28 @@ VALUES (?, ?, ?, ?, 'running')
 """
 
 
+# Plain successes: the fence of every job in the UPDATE's WHERE (one row value per job).
+_SUCCEED_JOBS = """
+UPDATE jobs
+SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, isolate = 0,
+    updated_at = ?, finished_at = ?
+WHERE (id, attempt, lease_owner) IN (VALUES {rows}) AND state = 'running' AND NOT follow_up
+RETURNING id, attempt, COALESCE(lineage_id, id)
+"""
+SUCCEED_ATTEMPT = """
+UPDATE attempts SET finished_at = ?, outcome = 'succeeded' WHERE job_id = ? AND number = ?
+"""
+# Row values per statement: three parameters each, well under SQLite's variable limit.
+SUCCEED_CHUNK = 500
+
+
+@cache
+def succeed_jobs(count: int) -> str:
+    """The success statement for ``count`` fences. Parameters: now, now, then id, attempt,
+    owner of each."""
+    return _SUCCEED_JOBS.format(rows=", ".join(["(?, ?, ?)"] * count))
+
+
 @cache
 def claim(type_count: int) -> str:
     """The claim statement for ``type_count`` job types. Parameters: now, the types, isolated,

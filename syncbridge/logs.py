@@ -3,10 +3,13 @@ context is bound with ``structlog.contextvars`` (the job's ids inside an attempt
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
+import orjson
 import structlog
 
 LEVELS = {
@@ -15,6 +18,16 @@ LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+def json_line(obj: Any, default: Callable[[Any], Any] | None = None, **_: Any) -> str:
+    """One event as JSON, by orjson: a third of the standard library's cost per line, which the
+    worker pays once per attempt. What orjson refuses (a lone surrogate from hostile input, an
+    integer past 64 bits) is written by :func:`json.dumps` instead, so no event is dropped."""
+    try:
+        return orjson.dumps(obj, default=default).decode()
+    except TypeError:
+        return json.dumps(obj, default=default)
 
 
 def configure_logging(
@@ -26,7 +39,7 @@ def configure_logging(
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=stream.isatty())
         if log_format == "console"
-        else structlog.processors.JSONRenderer(sort_keys=False)
+        else structlog.processors.JSONRenderer(serializer=json_line)
     )
     structlog.configure(
         processors=[

@@ -134,3 +134,33 @@ def test_worker_lifecycle_is_logged_once_each_with_counts(
         "succeeded",
     ]
     assert metrics.registry.get_sample_value("syncbridge_database_outages_total") == 1
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\ud800 lone surrogate",  # valid in a Python str and in a JSON \\u escape, not in UTF-8
+        'tab\t quote" backslash\\ nul\x00 emoji \U0001f600 rtl \u202e',
+        2**70,  # past orjson's 64 bits
+        Opaque(),  # no JSON form: written as its repr
+        {"nested": ["list", 1.5, None, True]},
+    ],
+    ids=["surrogate", "control-and-quotes", "big-int", "opaque-object", "nested"],
+)
+def test_every_event_is_one_parseable_json_line_whatever_the_values(
+    restore_structlog: None, value: object
+) -> None:
+    """Hostile text in an entity id must not cost the line (or the worker): values the fast
+    serializer refuses are written by the standard library's."""
+    stream = io.StringIO()
+    configure_logging("json", "info", stream)
+    get_logger(worker_id="w1").info("attempt_finished", entity_id=value, job_id=1)
+    [line] = stream.getvalue().splitlines()
+    record = json.loads(line)
+    expected = repr(value) if isinstance(value, Opaque) else value
+    assert record["entity_id"] == expected and record["job_id"] == 1

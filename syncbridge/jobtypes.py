@@ -54,6 +54,9 @@ def effect_key(lineage_id: int, effect_name: str, body: Any) -> str:
     return f"sb-{lineage_id}-{digest[:32]}"
 
 
+_STOP_EVENT_LOCK = threading.Lock()
+
+
 @dataclass
 class JobContext:
     job_id: int
@@ -67,21 +70,32 @@ class JobContext:
     deadline: datetime
     log: Any
     upstreams: Mapping[str, UpstreamClient] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    # Made on first use: most attempts are never stopped nor wait, and an Event (a Condition
+    # and two locks) cost about a tenth of the worker's time per no-op job.
+    _stop: threading.Event | None = field(default=None, repr=False)
     stop_reason: str | None = None
 
     @property
     def cancel_requested(self) -> bool:
-        return self._stop.is_set()
+        stop = self._stop
+        return stop is not None and stop.is_set()
 
     def request_stop(self, reason: str) -> None:
-        if not self._stop.is_set():
+        stop = self._stop_event()
+        if not stop.is_set():
             self.stop_reason = reason
-            self._stop.set()
+            stop.set()
 
     def wait_for_stop(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` seconds, waking early when a stop is requested."""
-        return self._stop.wait(timeout)
+        return self._stop_event().wait(timeout)
+
+    def _stop_event(self) -> threading.Event:
+        # The loop thread (stopping) and the handler's thread (waiting) may both come first.
+        with _STOP_EVENT_LOCK:
+            if self._stop is None:
+                self._stop = threading.Event()
+            return self._stop
 
     def effect_key(self, effect_name: str, body: Any) -> str:
         return effect_key(self.lineage_id, effect_name, body)

@@ -72,7 +72,12 @@ class StoreBase:
         )
 
 
+# What ``json.dumps(value, sort_keys=True, separators=(",", ":"))`` gives, byte for byte (stored
+# hashes depend on it), without building an encoder per call as ``dumps`` does for these options.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def params_hash(job_type: str, entity_id: str, payload: Any) -> str:
     """What an idempotency key promises: the same type, entity and payload."""
-    canonical = json.dumps([job_type, entity_id, payload], sort_keys=True, separators=(",", ":"))
+    canonical = _CANONICAL.encode([job_type, entity_id, payload])
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from itertools import count
 
 import psycopg
 from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from syncbridge.db import driver_sql
+from syncbridge.db import driver_sql, sqlite_sql
 from syncbridge.db.base import params_hash
-from syncbridge.db.driver import driver_errors, driver_of
+from syncbridge.db.driver import driver_errors, driver_of, sqlite_driver_of, sqlite_errors
 from syncbridge.db.operator import OperatorStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.models import EnqueueRequest, EnqueueResult, Job
@@ -59,6 +61,11 @@ class BulkStore(OperatorStore):
                 if not isinstance(exc.orig, psycopg.errors.UniqueViolation):
                     raise
             return self._insert_staged(requests)
+        try:
+            return list(self._insert_jobs_on_sqlite(requests))
+        except IntegrityError as exc:
+            if not isinstance(exc.orig, sqlite3.IntegrityError):
+                raise
         rows = [self.fresh_row(request) for request in requests]
         with self.engine.begin() as conn:
             fresh = conn.execute(self._insert_returning, rows).all()
@@ -138,6 +145,51 @@ class BulkStore(OperatorStore):
                         new_jobs.append(
                             Job.new_pending(job_id, request, digest, correlation_id, run_at, now)
                         )
+        return new_jobs
+
+    def _insert_jobs_on_sqlite(self, requests: list[EnqueueRequest]) -> list[Job]:
+        """SQLite, optimistic, as :meth:`_copy_jobs` on PostgreSQL: every row through one
+        ``executemany`` of a plain insert inside the write transaction, ids from the largest
+        one plus one. A row that meets an active job or a used key raises ``IntegrityError``
+        and nothing of the batch is written; the caller then inserts row by row with
+        ``ON CONFLICT DO NOTHING``. Values are stored as the column types store them
+        (``sqlite_sql.stamp`` for times, JSON text), so the claim reads them back unchanged."""
+        now = self.clock.now().astimezone(UTC)
+        stamp = sqlite_sql.stamp(now)  # formatted once: it costs more than the rest of a row
+        rows = []
+        new_jobs = []
+        with self.engine.begin() as conn, sqlite_errors(conn, sqlite_sql.INSERT_JOB):
+            cursor = sqlite_driver_of(conn).cursor()
+            (last_id,) = cursor.execute(sqlite_sql.LAST_JOB_ID).fetchone()
+            for job_id, request, random_id in zip(
+                count(last_id + 1), requests, _random_ids(len(requests))
+            ):
+                digest = params_hash(request.job_type, request.entity_id, request.payload)
+                correlation_id = request.correlation_id or random_id
+                run_at, run_at_text = now, stamp
+                if request.run_at is not None:
+                    run_at = self._utc(request.run_at)
+                    run_at_text = sqlite_sql.stamp(run_at)
+                rows.append(
+                    (
+                        job_id,
+                        request.job_type,
+                        request.entity_id,
+                        json.dumps(request.payload),
+                        request.max_retries,
+                        request.timeout_seconds,
+                        run_at_text,
+                        correlation_id,
+                        request.idempotency_key,
+                        digest,
+                        stamp,
+                        stamp,
+                    )
+                )
+                new_jobs.append(
+                    Job.new_pending(job_id, request, digest, correlation_id, run_at, now)
+                )
+            cursor.executemany(sqlite_sql.INSERT_JOB, rows)
         return new_jobs
 
     def _insert_staged(self, requests: list[EnqueueRequest]) -> list[Job | None]:

@@ -1,4 +1,5 @@
-"""SQLite statements of the claim hot path, run through ``sqlite3`` (see ``db/driver.py``).
+"""SQLite statements of the hot paths (bulk enqueue, claim, success), run through ``sqlite3``
+(see ``db/driver.py``).
 
 Times are stored as SQLAlchemy stores a naive UTC ``DateTime`` on SQLite, text that sorts as
 time: :func:`stamp` must format exactly that way, or comparisons with stored values break.
@@ -10,6 +11,18 @@ from datetime import UTC, datetime
 from functools import cache
 
 from syncbridge.models import JOB_FIELDS
+
+# Bulk enqueue, optimistic: new pending jobs with ids chosen by the caller (the largest id plus
+# one onwards: it holds the write lock, so no other writer can take them). No ON CONFLICT: the
+# first row that meets an active job of its entity or a used key fails the statement, and the
+# caller rolls the whole batch back and takes the conflict-aware path.
+INSERT_JOB = """
+INSERT INTO jobs (id, job_type, entity_id, payload, state, attempt, budget_start, max_retries,
+                  timeout_seconds, next_run_at, correlation_id, idempotency_key, params_hash,
+                  created_at, updated_at)
+VALUES (?, ?, ?, ?, 'pending', 0, 0, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+LAST_JOB_ID = "SELECT COALESCE(MAX(id), 0) FROM jobs"
 
 # Claim: up to ``limit`` due jobs of the given types, running under this worker's lease, in
 # one statement inside the caller's BEGIN IMMEDIATE transaction. Rows in ``Job`` field order.

@@ -118,3 +118,41 @@ def test_a_large_bulk_load_refreshes_the_planner_statistics(
     assert refreshed == []  # small loads leave it to autovacuum
     services.enqueue_many([req("c"), req("d"), req("e"), req("a")])
     assert refreshed == [True]
+
+
+def test_bulk_jobs_come_back_as_stored_and_run(store: Store, clock: FakeClock) -> None:
+    """The optimistic bulk paths (``COPY`` on PostgreSQL, a plain ``executemany`` with ids
+    chosen under the write lock on SQLite) write every column as the column types do: what
+    ``enqueue_many`` returns is what the store reads back, and the claim finds it due. Ids stay
+    unique after rows were deleted from the top of the table."""
+    [gone] = store.enqueue_many([req("gone")])
+    _delete(store, gone.job.id)
+    batch = [
+        req(entity, {"v": entity, "n": [1, 2.5, None, True]}, correlation_id=f"c-{n}")
+        for n, entity in enumerate(HOSTILE)
+    ]
+    batch.append(req("keyed", {"k": 1}, idempotency_key="bulk-key-1"))
+    batch.append(req("later", run_at=clock.now() + timedelta(hours=2, microseconds=3)))
+    results = store.enqueue_many(batch)
+    assert [r.deduplicated for r in results] == [False] * len(batch)
+    assert len({r.job.id for r in results}) == len(batch)
+    for result in results:
+        assert stored(store, result.job.id) == result.job
+    claimed = store.claim("w1", ["noop"], 100, lease_seconds=60)
+    assert {job.entity_id for job in claimed} == set(HOSTILE) | {"keyed"}
+
+
+def test_a_bulk_batch_that_meets_an_active_job_writes_each_row_once(store: Store) -> None:
+    """A conflict fails the optimistic bulk statement as a whole; the batch then goes row by
+    row, and every other row is written exactly once."""
+    active = store.enqueue(req("busy", {"v": "first"})).job
+    results = store.enqueue_many([req("free-1"), req("busy", {"v": "second"}), req("free-2")])
+    assert [r.deduplicated for r in results] == [False, True, False]
+    assert results[1].job.id == active.id
+    entities = sorted(job.entity_id for job in store.list_jobs(limit=100))
+    assert entities == ["busy", "free-1", "free-2"]
+
+
+def _delete(store: Store, job_id: int) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(jobs.delete().where(jobs.c.id == job_id))

@@ -57,25 +57,17 @@ class Job:
         """A job from a psycopg row holding every column in field order (the PostgreSQL hot
         paths): times made UTC, as ``UTCDateTime`` does. Built as :meth:`new_pending` is."""
         values = dict(zip(JOB_FIELDS, row, strict=True))
-        values["state"] = JobState(values["state"])
-        if values["lineage_id"] is None:
-            values["lineage_id"] = values["id"]
         for name in _TIME_FIELDS:
             stamp = values[name]
             if stamp is not None:
                 values[name] = stamp.astimezone(UTC)
-        job = object.__new__(cls)
-        job.__dict__.update(values)
-        return job
+        return cls._from_stored(values)
 
     @classmethod
     def from_sqlite_row(cls, row: Sequence[Any]) -> Job:
         """A job from a ``sqlite3`` row holding every column in field order: JSON decoded,
         booleans from 0/1, stored naive-UTC text made aware UTC, as the column types do."""
         values = dict(zip(JOB_FIELDS, row, strict=True))
-        values["state"] = JobState(values["state"])
-        if values["lineage_id"] is None:
-            values["lineage_id"] = values["id"]
         for name in _JSON_FIELDS:
             text = values[name]
             if text is not None:
@@ -86,6 +78,16 @@ class Job:
             text = values[name]
             if text is not None:
                 values[name] = datetime.fromisoformat(text).replace(tzinfo=UTC)
+        return cls._from_stored(values)
+
+    @classmethod
+    def _from_stored(cls, values: dict[str, Any]) -> Job:
+        """A job from its column values, already of the right Python types but the state
+        (text) and the lineage (stored NULL: a job that replays nothing is its own lineage).
+        Built without ``__init__``, as :meth:`new_pending` is."""
+        values["state"] = JobState(values["state"])
+        if values["lineage_id"] is None:
+            values["lineage_id"] = values["id"]
         job = object.__new__(cls)
         job.__dict__.update(values)
         return job

@@ -7,9 +7,10 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import count
+from typing import Any
 
 import psycopg
 from sqlalchemy import and_, delete, exists, select
@@ -114,37 +115,9 @@ class BulkStore(OperatorStore):
                 stamp = now.isoformat()
                 new_jobs = []
                 with cursor.copy(driver_sql.COPY_JOBS) as copy:
-                    for job_id, request, random_id in zip(
-                        ids, requests, _random_ids(len(requests)), strict=True
-                    ):
-                        digest = params_hash(request.job_type, request.entity_id, request.payload)
-                        correlation_id = request.correlation_id or random_id
-                        run_at, run_at_text = now, stamp
-                        if request.run_at is not None:
-                            run_at = self._utc(request.run_at)
-                            run_at_text = run_at.isoformat()
-                        copy.write_row(
-                            (
-                                job_id,
-                                request.job_type,
-                                request.entity_id,
-                                json.dumps(request.payload),
-                                "pending",
-                                0,
-                                0,
-                                request.max_retries,
-                                request.timeout_seconds,
-                                run_at_text,
-                                correlation_id,
-                                request.idempotency_key,
-                                digest,
-                                stamp,
-                                stamp,
-                            )
-                        )
-                        new_jobs.append(
-                            Job.new_pending(job_id, request, digest, correlation_id, run_at, now)
-                        )
+                    for row, job in self._new_rows(requests, ids, now, stamp, _iso):
+                        copy.write_row(row)
+                        new_jobs.append(job)
         return new_jobs
 
     def _insert_jobs_on_sqlite(self, requests: list[EnqueueRequest]) -> list[Job]:
@@ -156,41 +129,50 @@ class BulkStore(OperatorStore):
         (``sqlite_sql.stamp`` for times, JSON text), so the claim reads them back unchanged."""
         now = self.clock.now().astimezone(UTC)
         stamp = sqlite_sql.stamp(now)  # formatted once: it costs more than the rest of a row
-        rows = []
-        new_jobs = []
         with self.engine.begin() as conn, sqlite_errors(conn, sqlite_sql.INSERT_JOB):
             cursor = sqlite_driver_of(conn).cursor()
             (last_id,) = cursor.execute(sqlite_sql.LAST_JOB_ID).fetchone()
-            for job_id, request, random_id in zip(
-                count(last_id + 1), requests, _random_ids(len(requests))
-            ):
-                digest = params_hash(request.job_type, request.entity_id, request.payload)
-                correlation_id = request.correlation_id or random_id
-                run_at, run_at_text = now, stamp
-                if request.run_at is not None:
-                    run_at = self._utc(request.run_at)
-                    run_at_text = sqlite_sql.stamp(run_at)
-                rows.append(
-                    (
-                        job_id,
-                        request.job_type,
-                        request.entity_id,
-                        json.dumps(request.payload),
-                        request.max_retries,
-                        request.timeout_seconds,
-                        run_at_text,
-                        correlation_id,
-                        request.idempotency_key,
-                        digest,
-                        stamp,
-                        stamp,
-                    )
-                )
-                new_jobs.append(
-                    Job.new_pending(job_id, request, digest, correlation_id, run_at, now)
-                )
-            cursor.executemany(sqlite_sql.INSERT_JOB, rows)
-        return new_jobs
+            ids = count(last_id + 1)
+            made = list(self._new_rows(requests, ids, now, stamp, sqlite_sql.stamp))
+            cursor.executemany(sqlite_sql.INSERT_JOB, [row for row, _ in made])
+        return [job for _, job in made]
+
+    def _new_rows(
+        self,
+        requests: list[EnqueueRequest],
+        ids: Iterable[int],
+        now: datetime,
+        stamp: str,
+        formatted: Callable[[datetime], str],
+    ) -> Iterator[tuple[tuple[Any, ...], Job]]:
+        """Per request, the values of a new pending job's row in the order of
+        ``driver_sql.COPY_JOBS`` and ``sqlite_sql.INSERT_JOB`` (times as ``formatted`` writes
+        them; ``stamp`` is ``now`` so written), and the job it makes."""
+        for job_id, request, random_id in zip(
+            ids, requests, _random_ids(len(requests)), strict=False
+        ):
+            digest = params_hash(request.job_type, request.entity_id, request.payload)
+            correlation_id = request.correlation_id or random_id
+            run_at, run_at_text = now, stamp
+            if request.run_at is not None:
+                run_at = self._utc(request.run_at)
+                run_at_text = formatted(run_at)
+            row = (
+                job_id,
+                request.job_type,
+                request.entity_id,
+                json.dumps(request.payload),
+                "pending",
+                request.max_retries,
+                request.timeout_seconds,
+                run_at_text,
+                correlation_id,
+                request.idempotency_key,
+                digest,
+                stamp,
+                stamp,
+            )
+            yield row, Job.new_pending(job_id, request, digest, correlation_id, run_at, now)
 
     def _insert_staged(self, requests: list[EnqueueRequest]) -> list[Job | None]:
         """PostgreSQL, when some row conflicts: ``COPY`` into a session-local staging table,
@@ -280,6 +262,11 @@ class BulkStore(OperatorStore):
                 )
             )
         return len(ids)
+
+
+def _iso(value: datetime) -> str:
+    """ISO 8601 with its offset: the exact instant to ``COPY``, whatever the server's DateStyle."""
+    return value.isoformat()
 
 
 def _random_ids(count: int) -> list[str]:

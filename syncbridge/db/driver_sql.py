@@ -44,11 +44,12 @@ SELECT now(),
 
 # Bulk, second statement: the rows straight into the table. Any row that meets an active job
 # of its entity or a used key fails the whole COPY (the unique indexes decide, as for INSERT);
-# the chunk then goes through STAGE / INSERT_STAGED instead.
+# the chunk then goes through STAGE / INSERT_STAGED instead. attempt and budget_start take
+# their column defaults (0).
 COPY_JOBS = """
-COPY jobs (id, job_type, entity_id, payload, state, attempt, budget_start, max_retries,
-           timeout_seconds, next_run_at, correlation_id, idempotency_key, params_hash,
-           created_at, updated_at) FROM STDIN
+COPY jobs (id, job_type, entity_id, payload, state, max_retries, timeout_seconds,
+           next_run_at, correlation_id, idempotency_key, params_hash, created_at, updated_at)
+FROM STDIN
 """
 
 # Bulk when some row conflicts: a staging table per session, emptied at every commit, then one

@@ -15,12 +15,13 @@ from syncbridge.models import JOB_FIELDS
 # Bulk enqueue, optimistic: new pending jobs with ids chosen by the caller (the largest id plus
 # one onwards: it holds the write lock, so no other writer can take them). No ON CONFLICT: the
 # first row that meets an active job of its entity or a used key fails the statement, and the
-# caller rolls the whole batch back and takes the conflict-aware path.
+# caller rolls the whole batch back and takes the conflict-aware path. attempt and budget_start
+# take their column defaults (0).
 INSERT_JOB = """
-INSERT INTO jobs (id, job_type, entity_id, payload, state, attempt, budget_start, max_retries,
-                  timeout_seconds, next_run_at, correlation_id, idempotency_key, params_hash,
-                  created_at, updated_at)
-VALUES (?, ?, ?, ?, 'pending', 0, 0, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO jobs (id, job_type, entity_id, payload, state, max_retries, timeout_seconds,
+                  next_run_at, correlation_id, idempotency_key, params_hash, created_at,
+                  updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 LAST_JOB_ID = "SELECT COALESCE(MAX(id), 0) FROM jobs"
 

@@ -111,9 +111,16 @@ def targets_table(runs: dict[str, list[Row]]) -> list[str]:
                 f"| {bulk['backend']} enqueue: bulk ≥ {fmt(BULK_TARGET)}/s | "
                 f"{fmt(bulk['jobs_per_s'])}/s | {verdict(bulk['jobs_per_s'] >= BULK_TARGET)} |"
             )
+            floor = first(runs, f"{backend}-enqueue", variant="one-by-one, driver floor")
+            beside = (
+                f" (the same insert straight through psycopg: {fmt(floor['jobs_per_s'])}/s, "
+                f"{single['jobs_per_s'] / floor['jobs_per_s']:.0%} of it)"
+                if floor and floor["jobs_per_s"]
+                else ""
+            )
             lines.append(
                 f"| {single['backend']} enqueue: one by one ≥ {fmt(SINGLE_TARGET)}/s | "
-                f"{fmt(single['jobs_per_s'])}/s | "
+                f"{fmt(single['jobs_per_s'])}/s{beside} | "
                 f"{verdict(single['jobs_per_s'] >= SINGLE_TARGET)} |"
             )
     for backend in ("pg", "sqlite"):

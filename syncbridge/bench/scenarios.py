@@ -139,15 +139,29 @@ def enqueue(opts: Options) -> list[Result]:
         for request in singles:
             box.store.enqueue(request)
         single_seconds = time.perf_counter() - begin
+        results = [
+            Result("enqueue", box.backend, count, bulk_seconds, variant="bulk", succeeded=count),
+            Result(
+                "enqueue", box.backend, count, single_seconds, variant="one-by-one", succeeded=count
+            ),
+        ]
+        if box.backend == "postgresql":
+            floor_seconds = measure.driver_floor(box.store, measure.noop_requests(count, "f"))
+            results.append(
+                Result(
+                    "enqueue",
+                    box.backend,
+                    count,
+                    floor_seconds,
+                    variant="one-by-one, driver floor",
+                    succeeded=count,
+                )
+            )
         pending = measure.job_states(box.reader, "noop").get("pending", 0)
-    if bulk != count or pending != 2 * count:
-        raise BenchError(f"enqueue: expected {2 * count} pending jobs, found {pending}")
-    return [
-        Result("enqueue", box.backend, count, bulk_seconds, variant="bulk", succeeded=count),
-        Result(
-            "enqueue", box.backend, count, single_seconds, variant="one-by-one", succeeded=count
-        ),
-    ]
+    expected = count * len(results)
+    if bulk != count or pending != expected:
+        raise BenchError(f"enqueue: expected {expected} pending jobs, found {pending}")
+    return results
 
 
 def backlog(opts: Options) -> list[Result]:

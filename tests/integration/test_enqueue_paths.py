@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from syncbridge.clock import FakeClock
+from syncbridge.db.engine import make_engine
 from syncbridge.db.queries import Store
 from syncbridge.db.schema import jobs
 from syncbridge.errors import InvalidInput
@@ -156,3 +157,26 @@ def test_a_bulk_batch_that_meets_an_active_job_writes_each_row_once(store: Store
 def _delete(store: Store, job_id: int) -> None:
     with store.engine.begin() as conn:
         conn.execute(jobs.delete().where(jobs.c.id == job_id))
+
+
+def test_concurrent_bulk_loads_from_separate_engines_lose_and_double_nothing(
+    store: Store, database_url: str
+) -> None:
+    """Two processes' worth of bulk loads at once (separate engines, so separate connections
+    and, on SQLite, separate write transactions): the optimistic paths choose ids under a lock
+    (the write lock on SQLite, the sequence on PostgreSQL), and entities that both name end up
+    with exactly one job."""
+    shared = [req(f"shared-{n}") for n in range(300)]
+    batches = [[req(f"only-{side}-{n}") for n in range(700)] + shared for side in ("left", "right")]
+    engines = [make_engine(database_url) for _ in batches]
+    try:
+        stores = [Store(engine, FakeClock()) for engine in engines]
+        with ThreadPoolExecutor(len(stores)) as pool:
+            results = list(pool.map(Store.enqueue_many, stores, batches))
+    finally:
+        for engine in engines:
+            engine.dispose()
+    fresh = [r.job.id for batch in results for r in batch if not r.deduplicated]
+    assert len(fresh) == len(set(fresh)) == 2 * 700 + 300
+    entities = [job.entity_id for job in store.list_jobs(limit=5000)]
+    assert len(entities) == len(set(entities)) == 2 * 700 + 300

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 
 from syncbridge.completion_writer import CompletionWriter
 from syncbridge.config import Settings
+from syncbridge.db.engine import IN_MEMORY_REFUSAL, is_in_memory_sqlite
 from syncbridge.db.notify import Listener
 from syncbridge.db.queries import Store
 from syncbridge.db.sqlite_watch import SqliteWatcher
@@ -78,6 +79,10 @@ class Worker:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if is_in_memory_sqlite(store.engine.url):
+            # Its one shared connection cannot keep the worker's transactions apart from the
+            # reads and writes of anything else in the process (scrapes, the API, a test).
+            raise ValueError(IN_MEMORY_REFUSAL)
         self.store = store
         self.settings = settings
         self.concurrency = concurrency

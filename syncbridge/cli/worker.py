@@ -15,6 +15,7 @@ from syncbridge import migrate as migrations
 from syncbridge.cli.app import App
 from syncbridge.cli.durations import parse_age
 from syncbridge.cli.main import cli
+from syncbridge.db.engine import IN_MEMORY_REFUSAL, is_in_memory_sqlite
 from syncbridge.errors import DatabaseNotReady
 from syncbridge.worker import Worker
 
@@ -63,6 +64,8 @@ def worker(
     from syncbridge.upstream import build_upstreams, close_upstreams
 
     settings = app.settings
+    if is_in_memory_sqlite(settings.database_url):
+        raise click.UsageError(IN_MEMORY_REFUSAL)
     if prune_older_than is not None:
         age = parse_age(prune_older_than, "--prune-older-than")
         if age <= 0:

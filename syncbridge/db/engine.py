@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
@@ -25,6 +25,24 @@ def normalise_url(url: str) -> str:
     return url
 
 
+IN_MEMORY_REFUSAL = (
+    "an in-memory SQLite database cannot back a worker: it exists only inside one process, on "
+    "one shared connection, so no other command can enqueue into it and the worker's "
+    "transactions cannot be kept apart; use a file, e.g. sqlite:///syncbridge.db"
+)
+
+
+def is_in_memory_sqlite(url: URL | str) -> bool:
+    """An in-memory SQLite database: it lives inside one process, on one shared connection.
+    False for a URL that does not parse (opening it reports that)."""
+    if isinstance(url, str):
+        try:
+            url = make_url(normalise_url(url))
+        except ArgumentError:
+            return False
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     try:
@@ -33,7 +51,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         raise DatabaseNotReady(f"invalid database URL {url!r}: {exc}") from None
     try:
         if parsed.get_backend_name() == "sqlite":
-            return _sqlite_engine(url, parsed.database in (None, "", ":memory:"), **kwargs)
+            return _sqlite_engine(url, is_in_memory_sqlite(parsed), **kwargs)
         if parsed.get_backend_name() == "postgresql":
             kwargs.setdefault("pool_pre_ping", True)
             kwargs.setdefault("pool_size", 5)

@@ -540,3 +540,26 @@ def test_refusals_exit_1_with_one_line_and_change_nothing(cli: Cli, drained: Dra
         results[3].error_line,
     ]  # an unknown job type or job id: see test_bad_input.py
     assert "idempotency key 'refuse-key' already belongs to job" in results[3].error_line
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:", "sqlite+pysqlite://"])
+def test_a_worker_on_an_in_memory_database_is_a_usage_error(url: str, tmp_path: Path) -> None:
+    """Nothing else could ever enqueue into it, and its one shared connection cannot keep the
+    worker's transactions apart: refused up front (exit 2), not left to run on an empty queue
+    or to tell the user to migrate a database that vanishes with the command."""
+    result = Cli(url, tmp_path)("worker", "--burst")
+    assert result.code == 2, result
+    assert "in-memory SQLite database cannot back a worker" in result.err
+    assert "sqlite:///" in result.err  # says what to use instead
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_the_worker_class_refuses_an_in_memory_store(url: str) -> None:
+    from syncbridge.worker import Worker
+
+    store = Store(make_engine(url))
+    try:
+        with pytest.raises(ValueError, match="in-memory SQLite database cannot back a worker"):
+            Worker(store, load_registry(), Settings(database_url=url))
+    finally:
+        store.engine.dispose()

@@ -258,6 +258,7 @@ class RescuedJob:
     attempt: int
     previous_owner: str | None
     state: JobState
+    job_type: str
 
 
 def _jsonable(value: Any) -> Any:

@@ -39,7 +39,7 @@ from syncbridge.models import Completion, CompletionResult, ErrorSnapshot, Job
 from syncbridge.plugins import Registry
 from syncbridge.reconcile import reconcile
 from syncbridge.retry import RetryPolicy
-from syncbridge.states import AttemptOutcome, JobState
+from syncbridge.states import TERMINAL_STATES, AttemptOutcome, JobState
 
 T = TypeVar("T")
 
@@ -343,10 +343,16 @@ class Worker:
         rescued = self._db(lambda: self.store.rescue(self.policy))
         if rescued:
             self.stats.rescued += len(rescued)
+            finished: dict[str, dict[str, int]] = {}
+            for r in rescued:
+                if r.state in TERMINAL_STATES:  # a job that died with its lease
+                    by_type = finished.setdefault(r.job_type, {})
+                    by_type[str(r.state)] = by_type.get(str(r.state), 0) + 1
             self._emit(
                 "jobs_recovered",
                 count=len(rescued),
                 by_state=dict(Counter(str(r.state) for r in rescued)),
+                finished_by_type=finished,
                 jobs=[(r.job_id, str(r.state)) for r in rescued[:20]],
             )
         types = sorted(self.job_types)

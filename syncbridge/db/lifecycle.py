@@ -571,7 +571,9 @@ class LifecycleStore(EnqueueStore):
                 batch.append((closing, job, row.attempt_row_id))
             results = self._record(conn, batch, policy)
         return [
-            RescuedJob(completion.job_id, completion.attempt, job.lease_owner, result.state)
+            RescuedJob(
+                completion.job_id, completion.attempt, job.lease_owner, result.state, job.job_type
+            )
             for (completion, job, _), result in zip(batch, results, strict=True)
             if job is not None and result.state is not None
         ]

@@ -88,6 +88,12 @@ class WorkerMetrics:
             m.jobs_recovered.labels(str(state)).inc(count)
             if state == JobState.PENDING:
                 m.retries.labels(LEASE_EXPIRED).inc(count)
+        # Jobs whose last attempt ended with its lease never reach ``job_state``: they finish
+        # here, and count by their type as every other finished job does.
+        finished: Mapping[str, Mapping[str, int]] = fields.get("finished_by_type", {})
+        for job_type, states in finished.items():
+            for state, count in states.items():
+                m.jobs_finished.labels(str(job_type), str(state)).inc(count)
 
     def _jobs_released(self, fields: Mapping[str, Any]) -> None:
         count = int(fields["count"])

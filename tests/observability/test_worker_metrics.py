@@ -183,6 +183,8 @@ def test_worker_rescue_counts_expired_leases_by_destination(engine: Engine) -> N
     assert (
         sample(metrics, "syncbridge_jobs_finished_total", job_type="noop", state="succeeded") == 1
     )
+    # The job that died with its lease finished too, and counts by its type like any other.
+    assert sample(metrics, "syncbridge_jobs_finished_total", job_type="noop", state="dead") == 1
     doc = summary(store)
     assert (doc["retries"], doc["dlq_size"], doc["succeeded"]) == (1, 1, 1)
 

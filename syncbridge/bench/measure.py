@@ -173,6 +173,31 @@ def job_states(engine: Engine, job_type: str) -> dict[str, int]:
         return {str(state): int(count) for state, count in conn.execute(query).all()}
 
 
+def unfinished_attempts(engine: Engine, job_type: str, limit: int = 5) -> list[str]:
+    """How the attempts of jobs that did not succeed ended, for a benchmark's error message."""
+    query = (
+        select(
+            jobs.c.id,
+            jobs.c.state,
+            jobs.c.next_run_at,
+            attempts.c.number,
+            attempts.c.outcome,
+            attempts.c.error_class,
+            attempts.c.error_message,
+        )
+        .join(attempts, attempts.c.job_id == jobs.c.id)
+        .where(jobs.c.job_type == job_type, jobs.c.state != "succeeded")
+        .order_by(jobs.c.id, attempts.c.number)
+        .limit(limit * 4)
+    )
+    with engine.connect() as conn:
+        return [
+            f"job {row.id} ({row.state}, next run {row.next_run_at}): attempt {row.number} "
+            f"{row.outcome} {row.error_class or ''} {(row.error_message or '')[:200]}".strip()
+            for row in conn.execute(query).all()
+        ]
+
+
 def rss_summary(samples: Sequence[int]) -> dict[str, int | float | None]:
     """Peak RSS, RSS after warm-up (a quarter of the way through the run) and at the end, and
     the growth between the last two."""

@@ -1,0 +1,90 @@
+"""docs/perf/report.py turns bench JSON into the targets table of docs/performance.md: each
+verdict must follow the rule issue #8 states, whatever rows sit beside the deciding one."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPORT = Path(__file__).resolve().parents[2] / "docs" / "perf" / "report.py"
+
+
+@pytest.fixture(scope="module")
+def report() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("perf_report", REPORT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rss_row(jobs: int, warm_kb: int, end_kb: int, concurrency: int = 200) -> dict[str, Any]:
+    return {
+        "system": "syncbridge",
+        "jobs": jobs,
+        "concurrency": concurrency,
+        "rss_warm_kb": warm_kb,
+        "rss_end_kb": end_kb,
+        "rss_peak_kb": max(warm_kb, end_kb),
+    }
+
+
+def line_for(lines: list[str], start: str) -> str:
+    [line] = [line for line in lines if line.startswith(start)]
+    return line
+
+
+def test_memory_is_judged_on_the_longest_run(report: ModuleType) -> None:
+    runs = {
+        "pg-rss": [rss_row(20_000, 87_000, 97_100)],  # +11.6%: warm-up sampled too early
+        "pg-rss-1m": [rss_row(1_000_000, 97_500, 97_900)],  # +0.4%
+    }
+    line = line_for(report.targets_table(runs), "| worker RSS flat")
+    assert "across 1,000,000 jobs" in line and "growth +0.4%" in line
+    assert "20,000-job runs: up to +11.6%" in line  # shown, not hidden
+    assert line.endswith("| **yes** |")
+
+
+def test_memory_growth_in_the_longest_run_fails_the_target(report: ModuleType) -> None:
+    runs = {
+        "pg-rss": [rss_row(20_000, 90_000, 90_100)],
+        "pg-rss-1m": [rss_row(1_000_000, 90_000, 100_000)],  # +11.1%
+    }
+    assert line_for(report.targets_table(runs), "| worker RSS flat").endswith("| no |")
+
+
+def test_one_by_one_enqueue_shows_the_driver_floor_beside_it(report: ModuleType) -> None:
+    runs = {
+        "pg-enqueue": [
+            {"backend": "postgresql", "variant": "bulk", "jobs_per_s": 67_000.0},
+            {"backend": "postgresql", "variant": "one-by-one", "jobs_per_s": 2_700.0},
+            {"backend": "postgresql", "variant": "one-by-one, driver floor", "jobs_per_s": 2_800.0},
+        ]
+    }
+    lines = report.targets_table(runs)
+    single = line_for(lines, "| postgresql enqueue: one by one")
+    assert "straight through psycopg: 2,800/s, 96% of it" in single
+    assert single.endswith("| no |")  # the target stays 3,000, whatever the floor
+    assert line_for(lines, "| postgresql enqueue: bulk").endswith("| **yes** |")
+
+
+def test_noop_counts_against_pgqueuers_best_variant(report: ModuleType) -> None:
+    def row(system: str, drain: float, variant: str = "") -> dict[str, Any]:
+        return {"system": system, "variant": variant, "drain_jobs_per_s": drain, "processes": 2}
+
+    runs = {
+        "pg-noop-p2": [
+            row("syncbridge", 15_000),
+            row("procrastinate", 200),
+            row("pgqueuer", 8_000, "batch 10 (default)"),
+            row("pgqueuer", 20_000, "batch 100"),
+        ]
+    }
+    lines = report.targets_table(runs)
+    best = line_for(lines, "| PostgreSQL noop, 2 process(es)")
+    assert "(20,000)" in best and "(75%)" in best and best.endswith("| no |")
+    assert line_for(lines, "| … and ≥ 20x Procrastinate").endswith("| **yes** |")

@@ -7,9 +7,8 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from itertools import count
 from typing import Any
 
 import psycopg
@@ -132,7 +131,7 @@ class BulkStore(OperatorStore):
         with self.engine.begin() as conn, sqlite_errors(conn, sqlite_sql.INSERT_JOB):
             cursor = sqlite_driver_of(conn).cursor()
             (last_id,) = cursor.execute(sqlite_sql.LAST_JOB_ID).fetchone()
-            ids = count(last_id + 1)
+            ids = range(last_id + 1, last_id + 1 + len(requests))
             made = list(self._new_rows(requests, ids, now, stamp, sqlite_sql.stamp))
             cursor.executemany(sqlite_sql.INSERT_JOB, [row for row, _ in made])
         return [job for _, job in made]
@@ -140,7 +139,7 @@ class BulkStore(OperatorStore):
     def _new_rows(
         self,
         requests: list[EnqueueRequest],
-        ids: Iterable[int],
+        ids: Sequence[int],
         now: datetime,
         stamp: str,
         formatted: Callable[[datetime], str],
@@ -149,7 +148,7 @@ class BulkStore(OperatorStore):
         ``driver_sql.COPY_JOBS`` and ``sqlite_sql.INSERT_JOB`` (times as ``formatted`` writes
         them; ``stamp`` is ``now`` so written), and the job it makes."""
         for job_id, request, random_id in zip(
-            ids, requests, _random_ids(len(requests)), strict=False
+            ids, requests, _random_ids(len(requests)), strict=True
         ):
             digest = params_hash(request.job_type, request.entity_id, request.payload)
             correlation_id = request.correlation_id or random_id

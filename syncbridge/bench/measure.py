@@ -3,9 +3,7 @@ wrote (attempt start and finish, job creation), not from the benchmark's own sto
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +11,6 @@ from datetime import datetime
 from sqlalchemy import Engine, bindparam, func, select, text
 
 from syncbridge.clock import SystemClock
-from syncbridge.db import driver_sql
 from syncbridge.db.base import params_hash
 from syncbridge.db.driver import driver_of
 from syncbridge.db.queries import Store
@@ -55,27 +52,18 @@ def noop_requests(
 
 
 def driver_floor(store: Store, requests: Iterator[EnqueueRequest]) -> float:
-    """Seconds to insert ``requests`` one by one with the statement ``Store.enqueue`` sends,
-    straight through psycopg on one autocommit connection: no API, no ``Job`` built. What is
-    left is the round trip and the commit's WAL flush, the floor under one-by-one enqueue."""
-    statement = driver_sql.with_clock(driver_sql.INSERT_ONE, database_clock=True)
+    """Seconds to insert ``requests`` one by one with the statement and parameters
+    ``Store.enqueue`` sends, straight through psycopg on one autocommit connection: no held
+    connection, no retry, no ``Job`` built. What is left is the round trip and the commit's WAL
+    flush, the floor under one-by-one enqueue."""
     autocommit = store.engine.execution_options(isolation_level="AUTOCOMMIT")
     with autocommit.connect() as conn:
         driver = driver_of(conn)
         begin = time.perf_counter()
         for request in requests:
-            params = {
-                "job_type": request.job_type,
-                "entity_id": request.entity_id,
-                "payload": json.dumps(request.payload),
-                "max_retries": request.max_retries,
-                "timeout_seconds": request.timeout_seconds,
-                "run_at": None,
-                "correlation_id": uuid.uuid4().hex,
-                "idempotency_key": None,
-                "params_hash": params_hash(request.job_type, request.entity_id, request.payload),
-            }
-            driver.execute(statement, params, prepare=True).fetchone()
+            digest = params_hash(request.job_type, request.entity_id, request.payload)
+            params = store.insert_one_params(request, digest)
+            driver.execute(store.insert_one_sql, params, prepare=True).fetchone()
         return time.perf_counter() - begin
 
 

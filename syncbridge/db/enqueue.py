@@ -97,19 +97,7 @@ class EnqueueStore(StoreBase):
                 found.next_run_at,
                 found.created_at,
             )
-        params: dict[str, Any] = {
-            "job_type": request.job_type,
-            "entity_id": request.entity_id,
-            "payload": json.dumps(request.payload),
-            "max_retries": request.max_retries,
-            "timeout_seconds": request.timeout_seconds,
-            "run_at": self._stored_time(request.run_at),
-            "correlation_id": request.correlation_id or uuid.uuid4().hex,
-            "idempotency_key": request.idempotency_key,
-            "params_hash": digest,
-        }
-        if not self.uses_database_clock:
-            params["now"] = self.clock.now()
+        params = self.insert_one_params(request, digest)
         inserted = self._held.run(lambda conn: self._insert_one(conn, params))
         if inserted is None:
             self._held.release()  # the slow path checks out its own
@@ -124,13 +112,31 @@ class EnqueueStore(StoreBase):
             created_at.astimezone(UTC),
         )
 
+    def insert_one_params(self, request: EnqueueRequest, digest: str) -> dict[str, Any]:
+        """PostgreSQL: the parameters of :attr:`insert_one_sql` for ``request``."""
+        params: dict[str, Any] = {
+            "job_type": request.job_type,
+            "entity_id": request.entity_id,
+            "payload": json.dumps(request.payload),
+            "max_retries": request.max_retries,
+            "timeout_seconds": request.timeout_seconds,
+            "run_at": self._stored_time(request.run_at),
+            "correlation_id": request.correlation_id or uuid.uuid4().hex,
+            "idempotency_key": request.idempotency_key,
+            "params_hash": digest,
+        }
+        if not self.uses_database_clock:
+            params["now"] = self.clock.now()
+        return params
+
     def _insert_one(self, conn: Connection, params: dict[str, Any]) -> Any:
-        with driver_errors(conn, self._insert_one_sql):
-            cursor = driver_of(conn).execute(self._insert_one_sql, params, prepare=True)
+        with driver_errors(conn, self.insert_one_sql):
+            cursor = driver_of(conn).execute(self.insert_one_sql, params, prepare=True)
             return cursor.fetchone()
 
     @cached_property
-    def _insert_one_sql(self) -> str:
+    def insert_one_sql(self) -> str:
+        """PostgreSQL: one new job in one autocommitted statement (``driver_sql.INSERT_ONE``)."""
         return driver_sql.with_clock(driver_sql.INSERT_ONE, self.uses_database_clock)
 
     @cached_property

@@ -3,14 +3,16 @@ context is bound with ``structlog.contextvars`` (the job's ids inside an attempt
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import MutableMapping
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import orjson
 import structlog
+from structlog.typing import Processor
+
+from syncbridge.json_codec import json_bytes, json_line
 
 LEVELS = {
     "debug": logging.DEBUG,
@@ -20,14 +22,11 @@ LEVELS = {
 }
 
 
-def json_line(obj: Any, default: Callable[[Any], Any] | None = None, **_: Any) -> str:
-    """One event as JSON, by orjson: a third of the standard library's cost per line, which the
-    worker pays once per attempt. What orjson refuses (a lone surrogate from hostile input, an
-    integer past 64 bits) is written by :func:`json.dumps` instead, so no event is dropped."""
-    try:
-        return orjson.dumps(obj, default=default).decode()
-    except TypeError:
-        return json.dumps(obj, default=default)
+def add_utc_time(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
+    """The event's time as a datetime, which orjson formats in C: a third of the cost of
+    ``TimeStamper(fmt="iso")``, which formats it in Python for every line."""
+    event["timestamp"] = datetime.now(UTC)
+    return event
 
 
 def configure_logging(
@@ -36,21 +35,37 @@ def configure_logging(
     stream = stream or sys.stderr
     if log_format is None:
         log_format = "console" if stream.isatty() else "json"
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=stream.isatty())
-        if log_format == "console"
-        else structlog.processors.JSONRenderer(serializer=json_line)
-    )
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
+    common: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+    ]
+    logger_factory: Any
+    processors: list[Processor]
+    if log_format == "console":
+        processors = [
+            *common,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            renderer,
-        ],
+            structlog.dev.ConsoleRenderer(colors=stream.isatty()),
+        ]
+        logger_factory = structlog.PrintLoggerFactory(stream)
+    else:
+        binary = getattr(stream, "buffer", None)
+        renderer = structlog.processors.JSONRenderer(
+            serializer=json_line if binary is None else json_bytes
+        )
+        processors = [*common, add_utc_time, structlog.processors.format_exc_info, renderer]
+        if binary is None:
+            logger_factory = structlog.WriteLoggerFactory(stream)
+        else:
+            # Straight to the binary layer: no decode and re-encode per line. The text layer
+            # is flushed first so that nothing written through it comes out after these lines.
+            stream.flush()
+            logger_factory = structlog.BytesLoggerFactory(binary)
+    structlog.configure(
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=logger_factory,
         cache_logger_on_first_use=False,
     )
 

@@ -276,14 +276,22 @@ class Worker:
         self._pending.append(
             Completion(job.id, job.attempt, self.worker_id, outcome, error=error, effect=effect)
         )
-        self._emit(
-            "attempt_finished",
-            **self._job_fields(job),
-            outcome=str(outcome),
-            duration_ms=round((time.monotonic() - item.started) * 1000, 3),
-            error_class=error.error_class if error else None,
-            error_message=error.message if error else None,
-        )
+        # Once per attempt: fields named here, not merged from _job_fields through _emit (two
+        # dict copies fewer on the hottest line of the loop).
+        fields = {
+            "job_id": job.id,
+            "job_type": job.job_type,
+            "entity_id": job.entity_id,
+            "attempt": job.attempt,
+            "correlation_id": job.correlation_id,
+            "outcome": str(outcome),
+            "duration_ms": round((time.monotonic() - item.started) * 1000, 3),
+            "error_class": error.error_class if error else None,
+            "error_message": error.message if error else None,
+        }
+        self.log.info("attempt_finished", **fields)
+        if self.on_event is not None:
+            self.on_event("attempt_finished", fields)
 
     @property
     def _unwritten(self) -> bool:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from syncbridge.errors import DatabaseNotReady
+from syncbridge.json_codec import json_loads
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Execution option marking a connection that only reads (SQLite: a deferred transaction).
@@ -49,16 +50,41 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseNotReady(f"invalid database URL {url!r}: {exc}") from None
+    # Every claimed job's payload is read through it: orjson, with the standard library behind.
+    kwargs.setdefault("json_deserializer", json_loads)
     try:
         if parsed.get_backend_name() == "sqlite":
             return _sqlite_engine(url, is_in_memory_sqlite(parsed), **kwargs)
         if parsed.get_backend_name() == "postgresql":
             kwargs.setdefault("pool_pre_ping", True)
             kwargs.setdefault("pool_size", 5)
-            return create_engine(url, **kwargs)
+            return _postgresql_engine(url, **kwargs)
     except NoSuchModuleError as exc:
         raise DatabaseNotReady(f"unsupported database URL {url!r}: {exc}") from None
     raise DatabaseNotReady(f"unsupported database {parsed.get_backend_name()!r} in {url!r}")
+
+
+def _postgresql_engine(url: str, **kwargs: Any) -> Engine:
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        set_session_utc(dbapi_connection)
+
+    return engine
+
+
+def set_session_utc(dbapi_connection: Any) -> None:
+    """Give a psycopg connection the session time zone UTC. Stored times do not change, but
+    psycopg then loads every ``timestamptz`` with ``datetime.UTC`` as its tzinfo, not with the
+    server's zone: no conversion per value on the claim path (about 1 µs each, four a job).
+    Set on connect rather than as a startup ``options`` parameter, which PgBouncer refuses."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True  # a SET in a transaction would be undone by its rollback
+    try:
+        dbapi_connection.execute("SET TIME ZONE 'UTC'")
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 def _sqlite_engine(url: str, in_memory: bool, **kwargs: Any) -> Engine:

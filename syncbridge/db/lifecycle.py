@@ -37,7 +37,13 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from syncbridge.db import driver_sql, sqlite_sql
 from syncbridge.db.base import NOW
-from syncbridge.db.driver import driver_errors, driver_of, sqlite_driver_of, sqlite_errors
+from syncbridge.db.driver import (
+    driver_errors,
+    driver_of,
+    int_array,
+    sqlite_driver_of,
+    sqlite_errors,
+)
 from syncbridge.db.enqueue import EnqueueStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.db.types import UTCDateTime
@@ -238,10 +244,13 @@ class LifecycleStore(EnqueueStore):
 
     def _succeed_in_one_statement(self, chosen: list[Completion]) -> set[tuple[int, int]]:
         effects = [c for c in chosen if c.effect is not None]
-        params = {
-            "ids": [c.job_id for c in chosen],
-            "attempts": [c.attempt for c in chosen],
-            "owners": [c.worker_id for c in chosen],
+        slots: dict[str, int] = {}  # owner -> its place in "owners", from 1 (one per worker)
+        owner_slots = [slots.setdefault(c.worker_id, len(slots) + 1) for c in chosen]
+        params: dict[str, Any] = {
+            "ids": int_array(c.job_id for c in chosen),
+            "attempts": int_array(c.attempt for c in chosen),
+            "owner_slots": int_array(owner_slots),
+            "owners": list(slots),
             "effect_jobs": [c.job_id for c in effects],
             "effect_keys": [c.effect.effect_key for c in effects if c.effect],
             "effect_upstreams": [c.effect.upstream for c in effects if c.effect],

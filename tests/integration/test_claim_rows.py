@@ -5,7 +5,7 @@ back, field for field, whatever the payload, the times and the text in it."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.exc import OperationalError
@@ -20,6 +20,9 @@ PAYLOADS = [
     {},
     {"nested": {"list": [1, 2.5, None, True], "text": 'quote\' "double" \\ \t\n ünï ✓'}},
     {"big": 2**53, "neg": -1, "empty": ""},
+    # What orjson refuses to read and the standard library reads (json_codec.json_loads):
+    {"huge": 2**80 + 1, "u64": 2**64 - 1, "floats": [1e308, -0.0, 0.1]},
+    {"lone": "\ud800"},
 ]
 
 
@@ -33,8 +36,12 @@ def test_claimed_jobs_equal_what_the_store_reads_back(store: Store, clock: FakeC
     assert sorted(job.id for job in claimed) == sorted(ids)
     for job in claimed:
         assert job == store.get_job(job.id)
+        # repr: an int read back as a float of the same value would compare equal
+        assert repr(job.payload) == repr(PAYLOADS[ids.index(job.id)])
         assert job.lease_expires_at == clock.now() + timedelta(seconds=60)
         assert job.next_run_at.utcoffset() == timedelta(0)
+        stamps = [job.next_run_at, job.created_at, job.updated_at, job.lease_expires_at]
+        assert all(t is not None and t.tzinfo is UTC for t in stamps)
 
 
 def test_an_isolated_claim_and_a_plain_one_take_their_own_jobs(store: Store) -> None:
@@ -58,3 +65,31 @@ def test_sqlite_driver_errors_are_sqlalchemys(store: Store) -> None:
         sqlite_errors(conn, "UPDATE jobs"),
     ):
         raise sqlite3.OperationalError("database is locked")
+
+
+def test_a_time_from_a_session_in_another_zone_is_made_utc() -> None:
+    """Store connections run in UTC (``engine.set_session_utc``); a row from any other session
+    still gives UTC times, the same instants."""
+    from zoneinfo import ZoneInfo
+
+    from syncbridge.models import JOB_FIELDS, Job
+
+    local = datetime(2026, 12, 5, 4, 30, tzinfo=ZoneInfo("Europe/Helsinki"))
+    row = {name: None for name in JOB_FIELDS} | {
+        "id": 1, "job_type": "noop", "entity_id": "e", "payload": {}, "state": "running",
+        "attempt": 1, "budget_start": 0, "max_retries": 3, "next_run_at": local,
+        "cancel_requested": False, "isolate": False, "follow_up": False,
+        "correlation_id": "c", "params_hash": "h", "created_at": local, "updated_at": local,
+    }  # fmt: skip
+    job = Job.from_driver_row(list(row.values()))
+    assert job.next_run_at == local and job.next_run_at.tzinfo is UTC
+    assert job.next_run_at.hour == 2 and job.lineage_id == 1
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_store_connections_load_times_in_utc(store: Store) -> None:
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW TIME ZONE").scalar() == "UTC"
+        assert conn.exec_driver_sql("SELECT now()").scalar().tzinfo is UTC
+        conn.rollback()  # the setting is the session's, not the transaction's
+        assert conn.exec_driver_sql("SHOW TIME ZONE").scalar() == "UTC"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from syncbridge.clock import FakeClock
 from syncbridge.db.queries import Store
 from syncbridge.jobtypes import AppliedEffect
@@ -113,3 +115,44 @@ def test_an_effect_already_in_the_ledger_does_not_abort_the_batch(store: Store) 
 
 def test_an_empty_flush_writes_nothing(store: Store) -> None:
     assert store.complete([]) == []
+
+
+HOSTILE_OWNERS = ['w"1', "w,2", "w{3}", "w\\4", "w 'five'", "NULL"]
+
+
+def test_one_flush_fences_each_job_by_its_own_owner(store: Store) -> None:
+    """Each row names its owner by a place in the flush's list of owners: every owner's jobs
+    land, a job reported under another worker's name does not, whatever the names hold."""
+    store.enqueue_many(
+        [EnqueueRequest("noop", f"e{n}", {}, 2) for n in range(2 * len(HOSTILE_OWNERS))]
+    )
+    held = {owner: store.claim(owner, ["noop"], 2, lease_seconds=60) for owner in HOSTILE_OWNERS}
+    batch = []
+    for index, (owner, (mine, theirs)) in enumerate(held.items()):
+        batch.append(Completion(mine.id, mine.attempt, owner, AttemptOutcome.SUCCEEDED))
+        impostor = HOSTILE_OWNERS[(index + 1) % len(HOSTILE_OWNERS)]
+        batch.append(Completion(theirs.id, theirs.attempt, impostor, AttemptOutcome.SUCCEEDED))
+    results = store.complete(batch)
+    assert [r.applied for r in results] == [True, False] * len(HOSTILE_OWNERS)
+    for owner, (mine, theirs) in held.items():
+        assert store.get_job(mine.id).state is JobState.SUCCEEDED
+        still = store.get_job(theirs.id)
+        assert still.state is JobState.RUNNING and still.lease_owner == owner
+    assert violations(store) == {}
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_one_statement_success_path_fences_by_owner_itself(store: Store) -> None:
+    """The same, on the one-statement path alone: the general path behind it would otherwise
+    hide a fence that let nothing through (or everything)."""
+    store.enqueue_many(
+        [EnqueueRequest("noop", f"e{n}", {}, 2) for n in range(2 * len(HOSTILE_OWNERS))]
+    )
+    held = {owner: store.claim(owner, ["noop"], 2, lease_seconds=60) for owner in HOSTILE_OWNERS}
+    batch, rightful = [], set()
+    for index, (owner, (mine, theirs)) in enumerate(held.items()):
+        batch.append(Completion(mine.id, mine.attempt, owner, AttemptOutcome.SUCCEEDED))
+        rightful.add((mine.id, mine.attempt))
+        impostor = HOSTILE_OWNERS[(index + 1) % len(HOSTILE_OWNERS)]
+        batch.append(Completion(theirs.id, theirs.attempt, impostor, AttemptOutcome.SUCCEEDED))
+    assert store._succeed_in_one_statement(batch) == rightful

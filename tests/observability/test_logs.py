@@ -7,6 +7,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -164,3 +165,42 @@ def test_every_event_is_one_parseable_json_line_whatever_the_values(
     record = json.loads(line)
     expected = repr(value) if isinstance(value, Opaque) else value
     assert record["entity_id"] == expected and record["job_id"] == 1
+
+
+def test_lines_to_a_file_go_through_its_binary_layer_in_order(
+    restore_structlog: None, tmp_path: Any
+) -> None:
+    """A real file (stderr, the demo's log) is written bytes-first; what was written through its
+    text layer before comes out before the lines, and every line parses, times in UTC."""
+    path = tmp_path / "worker.log"
+    with path.open("w") as stream:
+        stream.write("before\n")
+        configure_logging("json", "info", stream)
+        log = get_logger(worker_id="w1")
+        log.info("first", n=1)
+        log.info("hostile", entity_id="\udc80", at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC))
+    lines = path.read_text().splitlines()
+    assert lines[0] == "before"
+    first, hostile = (json.loads(line) for line in lines[1:])
+    assert first["event"] == "first" and first["n"] == 1
+    # The fallback serializer writes times as orjson does.
+    assert hostile["entity_id"] == "\udc80" and hostile["at"] == "2026-01-02T03:04:05.000006Z"
+    for record in (first, hostile):
+        stamp = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
+        assert record["timestamp"].endswith("Z") and stamp.utcoffset() == timedelta(0)
+
+
+def test_json_loads_reads_what_orjson_refuses() -> None:
+    from syncbridge.json_codec import json_loads
+
+    assert json_loads(b'{"big": 123456789012345678901234567890}') == {
+        "big": 123456789012345678901234567890
+    }
+    assert json_loads(memoryview(b'["\\ud800", NaN]'))[0] == "\ud800"
+    for text in ("[-123456789012345678901]", '{"id": "1234567890123456789"}', "[0.1, 2.5e-3]"):
+        for form in (text, text.encode()):
+            value = json_loads(form)
+            assert value == json.loads(text) and type(value) is type(json.loads(text))
+    assert type(json_loads(b"[18446744073709551617]")[0]) is int
+    with pytest.raises(ValueError):
+        json_loads(b"{not json")

@@ -118,6 +118,18 @@ def targets_table(runs: dict[str, list[Row]]) -> list[str]:
                 if floor and floor["jobs_per_s"]
                 else ""
             )
+            shared = next(
+                (
+                    row
+                    for row in runs.get(f"{backend}-enqueue", [])
+                    if row.get("variant", "").startswith("one-by-one, ")
+                    and row["variant"].endswith(" callers")
+                ),
+                None,
+            )
+            if shared:  # not the verdict: the target is about one caller
+                callers = shared["variant"].removeprefix("one-by-one, ")
+                beside += f"; from {callers} at once: {fmt(shared['jobs_per_s'])}/s"
             lines.append(
                 f"| {single['backend']} enqueue: one by one ≥ {fmt(SINGLE_TARGET)}/s | "
                 f"{fmt(single['jobs_per_s'])}/s{beside} | "

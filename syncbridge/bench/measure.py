@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -49,6 +50,24 @@ def noop_requests(
 ) -> Iterator[EnqueueRequest]:
     for n in range(count):
         yield EnqueueRequest("noop", f"{prefix}{n}", payload or {}, 3)
+
+
+# Threads of the "one-by-one, N callers" enqueue run.
+ENQUEUE_CALLERS = 4
+
+
+def enqueue_from_threads(store: Store, requests: list[EnqueueRequest], callers: int) -> None:
+    """``Store.enqueue`` one request at a time from ``callers`` threads, each on its own share;
+    an error in any thread is raised here."""
+    shares = [requests[n::callers] for n in range(callers)]
+
+    def enqueue_share(share: list[EnqueueRequest]) -> None:
+        for request in share:
+            store.enqueue(request)
+
+    with ThreadPoolExecutor(callers, thread_name_prefix="bench-enqueue") as pool:
+        for done in [pool.submit(enqueue_share, share) for share in shares]:
+            done.result()
 
 
 def driver_floor(store: Store, requests: Iterator[EnqueueRequest]) -> float:

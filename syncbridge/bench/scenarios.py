@@ -126,7 +126,8 @@ def _paced(store: Store, prefix: str, count: int, rate: float) -> float:
 
 def enqueue(opts: Options) -> list[Result]:
     """Enqueue rate: bulk through ``enqueue_many`` (deduplication kept: ``ON CONFLICT``), and
-    one by one through ``Store.enqueue``."""
+    one by one through ``Store.enqueue``: from one caller, then from a few at once (an
+    application enqueues from its request threads; their commits can share a WAL flush)."""
     count = opts.jobs_for("enqueue")
     with sandbox(opts.database_url, "enqueue") as box:
         opts.progress(f"enqueue: {count} jobs in bulk, then one by one ({box.backend})")
@@ -139,10 +140,23 @@ def enqueue(opts: Options) -> list[Result]:
         for request in singles:
             box.store.enqueue(request)
         single_seconds = time.perf_counter() - begin
+        callers = measure.ENQUEUE_CALLERS
+        shared = list(measure.noop_requests(count, "c"))
+        begin = time.perf_counter()
+        measure.enqueue_from_threads(box.store, shared, callers)
+        shared_seconds = time.perf_counter() - begin
         results = [
             Result("enqueue", box.backend, count, bulk_seconds, variant="bulk", succeeded=count),
             Result(
                 "enqueue", box.backend, count, single_seconds, variant="one-by-one", succeeded=count
+            ),
+            Result(
+                "enqueue",
+                box.backend,
+                count,
+                shared_seconds,
+                variant=f"one-by-one, {callers} callers",
+                succeeded=count,
             ),
         ]
         if box.backend == "postgresql":

@@ -76,71 +76,98 @@ def sqlite_errors(conn: Connection, statement: str) -> Iterator[None]:
         ) from None
 
 
+# Callers that can each keep a connection between single enqueues at once (an application
+# enqueues from several request threads). Sequential callers only ever use the first.
+HELD_SLOTS = 4
+
+
+class _Slot:
+    __slots__ = ("conn", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: Connection | None = None
+
+
 class HeldConnection:
-    """One pooled autocommit connection per engine, kept checked out between single enqueues.
+    """Up to :data:`HELD_SLOTS` pooled autocommit connections per engine, kept checked out
+    between single enqueues.
 
-    Kept, it skips the checkout and its pre-ping; it is tested by use instead. When it turns out
-    broken (a server restart while it sat idle), it is dropped and the work runs once more on a
-    freshly checked-out (pinged) connection. Only idempotent work may run here: the one-statement
-    ``INSERT .. ON CONFLICT DO NOTHING`` is, since if the first try did commit, the second meets
-    the conflict and the caller's slow path returns that job.
+    Kept, a connection skips the checkout and its pre-ping; it is tested by use instead. When it
+    turns out broken (a server restart while it sat idle), it is dropped and the work runs once
+    more on a freshly checked-out (pinged) connection. Only idempotent work may run here: the
+    one-statement ``INSERT .. ON CONFLICT DO NOTHING`` is, since if the first try did commit, the
+    second meets the conflict and the caller's slow path returns that job.
 
-    One per engine (see :func:`held_connection`), so stores sharing an engine hold one connection
-    between them, not one each. One caller at a time: a caller that finds it busy gets a pooled
-    connection, exactly as before. It goes back to the pool on :meth:`release`, and is closed when
-    the engine is disposed (a disposed pool closes only the connections checked in).
+    One set per engine (see :func:`held_connection`), so stores sharing an engine share the
+    slots. A caller takes the first free slot, so one caller at a time keeps one connection, and
+    concurrent callers each keep their own (their commits can then share a WAL flush: with one
+    slot, four threads enqueued slower than one, each extra caller paying a checkout and a
+    pre-ping). A caller that finds every slot busy gets a pooled connection, as before. Idle
+    slots go back to the pool on :meth:`release`; all are closed when the engine is disposed (a
+    disposed pool closes only the connections checked in).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, slots: int = HELD_SLOTS) -> None:
         # Weak: the engine keeps this object; a cycle back would only delay its collection.
         self._engine = weakref.ref(engine)
-        self._lock = threading.Lock()
-        self._conn: Connection | None = None
+        self._slots = [_Slot() for _ in range(slots)]
 
     def run(self, work: Callable[[Connection], T]) -> T:
-        if not self._lock.acquire(blocking=False):
-            with self._autocommit().connect() as conn:
-                return work(conn)
-        try:
-            try:
-                return work(self._take())
-            except DBAPIError as exc:
-                if not exc.connection_invalidated:
-                    raise
-            self._drop()
-            return work(self._take())
-        finally:
-            self._lock.release()
+        for slot in self._slots:
+            if slot.lock.acquire(blocking=False):
+                try:
+                    return self._run_on(slot, work)
+                finally:
+                    slot.lock.release()
+        with self._autocommit().connect() as conn:
+            return work(conn)
 
     def release(self) -> None:
-        """Check the connection back in, for a caller about to take pooled connections of its
-        own: holding this one meanwhile would double its share of the pool."""
-        with self._lock:
-            self._drop()
+        """Check the idle connections back in, for a caller about to take pooled connections of
+        its own: holding them meanwhile would double its share of the pool. Slots in use by
+        other callers stay theirs."""
+        for slot in self._slots:
+            if slot.lock.acquire(blocking=False):
+                try:
+                    self._drop(slot)
+                finally:
+                    slot.lock.release()
 
     def discard(self) -> None:
-        """Close the connection for good: called once the engine's pool was disposed (and
-        replaced), where checking it in would park it in a pool that nobody closes."""
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.invalidate()
-                conn.close()
+        """Close the connections for good: called once the engine's pool was disposed (and
+        replaced), where checking them in would park them in a pool that nobody closes."""
+        for slot in self._slots:
+            with slot.lock:
+                conn, slot.conn = slot.conn, None
+                if conn is not None:
+                    conn.invalidate()
+                    conn.close()
 
-    def _take(self) -> Connection:
-        if self._conn is not None and self._conn.invalidated:
-            self._drop()
-        if self._conn is None:
-            self._conn = self._autocommit().connect()
-        return self._conn
+    def _run_on(self, slot: _Slot, work: Callable[[Connection], T]) -> T:
+        try:
+            return work(self._take(slot))
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        self._drop(slot)
+        return work(self._take(slot))
+
+    def _take(self, slot: _Slot) -> Connection:
+        if slot.conn is not None and slot.conn.invalidated:
+            self._drop(slot)
+        if slot.conn is None:
+            slot.conn = self._autocommit().connect()
+        return slot.conn
 
     def _autocommit(self) -> Engine:
         engine = self._engine()
         assert engine is not None, "used through a store, which holds its engine"
         return engine.execution_options(isolation_level="AUTOCOMMIT")
 
-    def _drop(self) -> None:
-        conn, self._conn = self._conn, None
+    @staticmethod
+    def _drop(slot: _Slot) -> None:
+        conn, slot.conn = slot.conn, None
         if conn is not None:
             conn.close()
 

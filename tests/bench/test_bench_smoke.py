@@ -67,7 +67,7 @@ def test_every_engine_scenario_runs_and_every_job_succeeds(database_url: str) ->
     [latency] = by_scenario["latency"]
     assert latency["succeeded"] == 20
     assert 0 <= latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"]
-    variants = {"bulk", "one-by-one"}
+    variants = {"bulk", "one-by-one", "one-by-one, 4 callers"}
     if database_url.startswith("postgresql"):  # the same insert straight through psycopg
         variants.add("one-by-one, driver floor")
     assert {r["variant"] for r in by_scenario["enqueue"]} == variants

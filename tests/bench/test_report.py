@@ -63,11 +63,13 @@ def test_one_by_one_enqueue_shows_the_driver_floor_beside_it(report: ModuleType)
             {"backend": "postgresql", "variant": "bulk", "jobs_per_s": 67_000.0},
             {"backend": "postgresql", "variant": "one-by-one", "jobs_per_s": 2_700.0},
             {"backend": "postgresql", "variant": "one-by-one, driver floor", "jobs_per_s": 2_800.0},
+            {"backend": "postgresql", "variant": "one-by-one, 4 callers", "jobs_per_s": 7_100.0},
         ]
     }
     lines = report.targets_table(runs)
     single = line_for(lines, "| postgresql enqueue: one by one")
     assert "straight through psycopg: 2,800/s, 96% of it" in single
+    assert "from 4 callers at once: 7,100/s" in single  # shown, not deciding
     assert single.endswith("| no |")  # the target stays 3,000, whatever the floor
     assert line_for(lines, "| postgresql enqueue: bulk").endswith("| **yes** |")
 

@@ -5,6 +5,8 @@ connections nor lose a job when their connection dies."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +18,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import StatementError
 
 from syncbridge.clock import FakeClock
+from syncbridge.db.driver import HELD_SLOTS
 from syncbridge.db.engine import make_engine
 from syncbridge.db.queries import Store
 from syncbridge.models import EnqueueRequest, EnqueueResult
@@ -161,3 +164,40 @@ def test_run_at_is_kept_to_the_microsecond_in_bulk(engine: Engine) -> None:
     [result] = store.enqueue_many([EnqueueRequest("noop", "x", {}, 3, run_at=run_at)])
     assert result.job.next_run_at == run_at
     assert store.get_job(result.job.id).next_run_at == run_at
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_concurrent_callers_keep_a_few_connections_and_lose_no_job(
+    engine: Engine, database_url: str
+) -> None:
+    """Eight threads enqueue at once, each entity from two of them: every entity gets one job,
+    the twin call is told it was deduplicated, the engine keeps at most HELD_SLOTS connections
+    between calls, and disposing it closes them all."""
+    truncate(engine)
+    database = engine.url.database
+    assert database is not None
+    engine.dispose()
+    other = make_engine(database_url)
+    entities = [f"e{n}" for n in range(120)]
+    try:
+        store = Store(other)
+        barrier = threading.Barrier(8)
+
+        def caller(number: int) -> list[tuple[str, int, bool]]:
+            barrier.wait()
+            mine = entities[number % 4 :: 4]  # threads n and n + 4 send the same entities
+            results = [store.enqueue(EnqueueRequest("noop", e, {}, 3)) for e in mine]
+            return [(r.job.entity_id, r.job.id, r.deduplicated) for r in results]
+
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = [row for rows in pool.map(caller, range(8)) for row in rows]
+        by_entity: dict[str, set[int]] = {}
+        for entity, job_id, _ in outcomes:
+            by_entity.setdefault(entity, set()).add(job_id)
+        assert all(len(ids) == 1 for ids in by_entity.values()) and len(by_entity) == 120
+        assert sum(1 for *_, deduplicated in outcomes if not deduplicated) == 120
+        assert len(store.list_jobs(limit=1000)) == 120
+        assert other.pool.checkedout() <= HELD_SLOTS  # type: ignore[attr-defined]
+    finally:
+        other.dispose()
+    assert _connections(database) == 0

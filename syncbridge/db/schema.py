@@ -35,6 +35,9 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 ACTIVE = "state IN ('pending', 'running')"
 # Jobs that lost a lease wait to run alone; workers probe for them on every idle claim.
 ISOLATED = "state = 'pending' AND isolate"
+HAS_KEY = "idempotency_key IS NOT NULL"
+REPLAYS = "lineage_id IS NOT NULL"
+REPLAYS_A_JOB = "replay_of_job_id IS NOT NULL"
 
 jobs = Table(
     "jobs",
@@ -58,7 +61,7 @@ jobs = Table(
     Column("follow_up", Boolean, nullable=False, server_default=text("false")),
     Column("follow_up_payload", JSON, nullable=True),
     Column("correlation_id", String(200), nullable=False),
-    Column("idempotency_key", String(255), nullable=True, unique=True),
+    Column("idempotency_key", String(255), nullable=True),
     Column("params_hash", String(64), nullable=False),
     Column("lineage_id", Id, nullable=True),
     Column("replay_of_job_id", Id, ForeignKey("jobs.id"), nullable=True),
@@ -97,7 +100,27 @@ jobs = Table(
         postgresql_where=text("state = 'running'"),
     ),
     Index("ix_jobs_entity", "entity_id"),
-    Index("ix_jobs_lineage", "lineage_id"),
+    # Partial on the columns most jobs leave NULL: no job update (two per attempt, neither of
+    # them HOT) adds an entry for a job without a key or a replay link (migration 0004).
+    Index(
+        "uq_jobs_idempotency_key",
+        "idempotency_key",
+        unique=True,
+        sqlite_where=text(HAS_KEY),
+        postgresql_where=text(HAS_KEY),
+    ),
+    Index(
+        "ix_jobs_lineage",
+        "lineage_id",
+        sqlite_where=text(REPLAYS),
+        postgresql_where=text(REPLAYS),
+    ),
+    Index(
+        "ix_jobs_replay_of",
+        "replay_of_job_id",
+        sqlite_where=text(REPLAYS_A_JOB),
+        postgresql_where=text(REPLAYS_A_JOB),
+    ),
 )
 
 attempts = Table(

@@ -50,7 +50,9 @@ def configure_logging(
         ]
         logger_factory = structlog.PrintLoggerFactory(stream)
     else:
-        binary = getattr(stream, "buffer", None)
+        # The binary layer only under a UTF-8 text layer, the encoding orjson writes.
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        binary = getattr(stream, "buffer", None) if encoding == "utf8" else None
         renderer = structlog.processors.JSONRenderer(
             serializer=json_line if binary is None else json_bytes
         )
@@ -59,7 +61,9 @@ def configure_logging(
             logger_factory = structlog.WriteLoggerFactory(stream)
         else:
             # Straight to the binary layer: no decode and re-encode per line. The text layer
-            # is flushed first so that nothing written through it comes out after these lines.
+            # is flushed first so that nothing written through it comes out after these lines;
+            # text written through it later comes out in order only if it is line-buffered
+            # (stderr is): log through structlog, not around it.
             stream.flush()
             logger_factory = structlog.BytesLoggerFactory(binary)
     structlog.configure(

@@ -11,6 +11,12 @@ never compared), and ``ON CONFLICT DO NOTHING`` without a target still arbitrate
 ``replay_of_job_id`` gets an index of its own (partial too): "which jobs replay this one" (a
 job's lineage in the API) and retention's "is this job replayed" read it, and had none.
 
+On PostgreSQL the upgrade holds an exclusive lock on ``jobs`` while it builds the three indexes
+(one transaction, so keys are never without their unique index): claims and enqueues wait for
+it, they do not fail. On a table that retention keeps small that is well under a second; on a
+large one, run it at a quiet moment. On SQLite the table is rebuilt (batch mode), with foreign
+keys checked before the commit (``migrations/env.py``).
+
 Revision ID: 0004
 Revises: 0003
 """

@@ -14,11 +14,11 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import StatementError
 
 from syncbridge.clock import FakeClock
-from syncbridge.db.driver import HELD_SLOTS
+from syncbridge.db.driver import HELD_SLOTS, HeldConnection
 from syncbridge.db.engine import make_engine
 from syncbridge.db.queries import Store
 from syncbridge.models import EnqueueRequest, EnqueueResult
@@ -201,3 +201,37 @@ def test_concurrent_callers_keep_a_few_connections_and_lose_no_job(
     finally:
         other.dispose()
     assert _connections(database) == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_held_slots_give_concurrent_callers_their_own_connection(engine: Engine) -> None:
+    """Two callers inside ``run`` at once work on two connections; a later caller alone gets
+    the first slot's again; with every slot busy a caller still gets a (pooled) connection."""
+    held = HeldConnection(engine, slots=2)
+    inside, leave = threading.Barrier(3), threading.Event()
+    checked_out = engine.pool.checkedout  # type: ignore[attr-defined]
+    before = checked_out()
+
+    def backend(conn: Connection) -> int:
+        return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+    def occupy(conn: Connection) -> int:
+        inside.wait(5)
+        assert leave.wait(5)
+        return backend(conn)
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            busy = [pool.submit(held.run, occupy) for _ in range(2)]
+            inside.wait(5)  # both callers hold a slot now
+            overflow = held.run(backend)
+            leave.set()
+            first, second = (future.result() for future in busy)
+        assert len({first, second, overflow}) == 3
+        assert checked_out() == before + 2  # both kept between calls; the overflow one went back
+        assert held.run(backend) in {first, second}  # kept, not checked out anew
+        held.release()
+        assert checked_out() == before
+    finally:
+        leave.set()
+        held.discard()

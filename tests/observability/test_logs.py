@@ -179,6 +179,7 @@ def test_lines_to_a_file_go_through_its_binary_layer_in_order(
         log = get_logger(worker_id="w1")
         log.info("first", n=1)
         log.info("hostile", entity_id="\udc80", at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC))
+    assert isinstance(structlog.get_config()["logger_factory"], structlog.BytesLoggerFactory)
     lines = path.read_text().splitlines()
     assert lines[0] == "before"
     first, hostile = (json.loads(line) for line in lines[1:])
@@ -204,3 +205,17 @@ def test_json_loads_reads_what_orjson_refuses() -> None:
     assert type(json_loads(b"[18446744073709551617]")[0]) is int
     with pytest.raises(ValueError):
         json_loads(b"{not json")
+
+
+def test_a_stream_in_another_encoding_is_written_as_text(
+    restore_structlog: None, tmp_path: Any
+) -> None:
+    """orjson writes UTF-8: a stream opened in another encoding gets its lines through its text
+    layer, which encodes them as it was told to."""
+    path = tmp_path / "latin.log"
+    with path.open("w", encoding="latin-1") as stream:
+        configure_logging("json", "info", stream)
+        get_logger().info("café", entity_id="ünï")
+    assert not isinstance(structlog.get_config()["logger_factory"], structlog.BytesLoggerFactory)
+    record = json.loads(path.read_text(encoding="latin-1"))
+    assert record["event"] == "café" and record["entity_id"] == "ünï"

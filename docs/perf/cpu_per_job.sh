@@ -11,6 +11,7 @@
 # the server's processes spent meanwhile (the postmaster's children-CPU counters include the
 # exited backends). Needs to run where the PostgreSQL server runs (it reads /proc).
 set -euo pipefail
+export PGOPTIONS="-c client_min_messages=warning"
 cd "$(dirname "$0")/../.."
 PROCESSES=${1:-2}
 JOBS=${2:-100000}

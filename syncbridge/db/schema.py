@@ -35,6 +35,7 @@ Id = BigInteger().with_variant(Integer(), "sqlite")
 ACTIVE = "state IN ('pending', 'running')"
 # Jobs that lost a lease wait to run alone; workers probe for them on every idle claim.
 ISOLATED = "state = 'pending' AND isolate"
+FINISHED = "state NOT IN ('pending', 'running')"
 HAS_KEY = "idempotency_key IS NOT NULL"
 REPLAYS = "lineage_id IS NOT NULL"
 REPLAYS_A_JOB = "replay_of_job_id IS NOT NULL"
@@ -71,10 +72,11 @@ jobs = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
+    # Entity first (migration 0005): it also answers "the active jobs of this entity".
     Index(
         "uq_jobs_active_entity",
-        "job_type",
         "entity_id",
+        "job_type",
         unique=True,
         sqlite_where=text(ACTIVE),
         postgresql_where=text(ACTIVE),
@@ -99,7 +101,9 @@ jobs = Table(
         sqlite_where=text("state = 'running'"),
         postgresql_where=text("state = 'running'"),
     ),
-    Index("ix_jobs_entity", "entity_id"),
+    # On PostgreSQL only finished jobs: the active ones are in uq_jobs_active_entity, so a
+    # claim (and an enqueue, and a retry) adds no entry here. queries.list_jobs reads both.
+    Index("ix_jobs_entity", "entity_id", postgresql_where=text(FINISHED)),
     # Partial on the columns most jobs leave NULL: no job update (two per attempt, neither of
     # them HOT) adds an entry for a job without a key or a replay link (migration 0004).
     Index(

@@ -355,3 +355,30 @@ class TestLedgerAndTime:
             assert value.tzinfo is not None and value.utcoffset() == timedelta(0)
         assert stored.next_run_at == run_at.astimezone(UTC)
         assert stored.created_at == clock.now()
+
+
+def test_jobs_of_an_entity_include_every_state(store: Store, clock: FakeClock) -> None:
+    """On PostgreSQL the entity index holds only finished jobs and the active ones are read
+    through their unique index (migration 0005): a job of the entity in every state is listed,
+    newest first, with the state filter and the cursor applied to all of them."""
+    entity = "e'1\\N"
+    done = store.enqueue(EnqueueRequest("noop", entity, {}, 0)).job
+    store.enqueue(EnqueueRequest("noop", "someone-else", {}, 0))
+    [claimed] = store.claim("w", ["noop"], 1, 60)
+    assert claimed.id == done.id
+    store.complete([Completion(done.id, 1, "w", AttemptOutcome.SUCCEEDED)])
+    running = store.enqueue(EnqueueRequest("noop", entity, {"n": 2}, 0)).job
+    store.claim("w", ["noop"], 2, 60)  # the other entity's job and this one
+    pending = store.enqueue(EnqueueRequest("other-type", entity, {}, 0)).job
+    listed = store.list_jobs(entity_id=entity)
+    assert [(j.id, j.state) for j in listed] == [
+        (pending.id, JobState.PENDING),
+        (running.id, JobState.RUNNING),
+        (done.id, JobState.SUCCEEDED),
+    ]
+    assert [j.id for j in store.list_jobs(entity_id=entity, state="running")] == [running.id]
+    assert [j.id for j in store.list_jobs(entity_id=entity, before_id=pending.id)] == [
+        running.id,
+        done.id,
+    ]
+    assert store.list_jobs(entity_id="nobody") == []

@@ -40,6 +40,14 @@ HAS_KEY = "idempotency_key IS NOT NULL"
 REPLAYS = "lineage_id IS NOT NULL"
 REPLAYS_A_JOB = "replay_of_job_id IS NOT NULL"
 
+
+def partial_index(name: str, *columns: str, where: str, unique: bool = False) -> Index:
+    """An index over the rows that match ``where``, the same on both databases."""
+    return Index(
+        name, *columns, unique=unique, sqlite_where=text(where), postgresql_where=text(where)
+    )
+
+
 jobs = Table(
     "jobs",
     metadata,
@@ -73,58 +81,18 @@ jobs = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
     # Entity first (migration 0005): it also answers "the active jobs of this entity".
-    Index(
-        "uq_jobs_active_entity",
-        "entity_id",
-        "job_type",
-        unique=True,
-        sqlite_where=text(ACTIVE),
-        postgresql_where=text(ACTIVE),
-    ),
-    Index(
-        "ix_jobs_runnable",
-        "next_run_at",
-        "id",
-        sqlite_where=text("state = 'pending'"),
-        postgresql_where=text("state = 'pending'"),
-    ),
-    Index(
-        "ix_jobs_isolated",
-        "next_run_at",
-        "id",
-        sqlite_where=text(ISOLATED),
-        postgresql_where=text(ISOLATED),
-    ),
-    Index(
-        "ix_jobs_leases",
-        "lease_expires_at",
-        sqlite_where=text("state = 'running'"),
-        postgresql_where=text("state = 'running'"),
-    ),
+    partial_index("uq_jobs_active_entity", "entity_id", "job_type", where=ACTIVE, unique=True),
+    partial_index("ix_jobs_runnable", "next_run_at", "id", where="state = 'pending'"),
+    partial_index("ix_jobs_isolated", "next_run_at", "id", where=ISOLATED),
+    partial_index("ix_jobs_leases", "lease_expires_at", where="state = 'running'"),
     # On PostgreSQL only finished jobs: the active ones are in uq_jobs_active_entity, so a
     # claim (and an enqueue, and a retry) adds no entry here. queries.list_jobs reads both.
     Index("ix_jobs_entity", "entity_id", postgresql_where=text(FINISHED)),
     # Partial on the columns most jobs leave NULL: no job update (two per attempt, neither of
     # them HOT) adds an entry for a job without a key or a replay link (migration 0004).
-    Index(
-        "uq_jobs_idempotency_key",
-        "idempotency_key",
-        unique=True,
-        sqlite_where=text(HAS_KEY),
-        postgresql_where=text(HAS_KEY),
-    ),
-    Index(
-        "ix_jobs_lineage",
-        "lineage_id",
-        sqlite_where=text(REPLAYS),
-        postgresql_where=text(REPLAYS),
-    ),
-    Index(
-        "ix_jobs_replay_of",
-        "replay_of_job_id",
-        sqlite_where=text(REPLAYS_A_JOB),
-        postgresql_where=text(REPLAYS_A_JOB),
-    ),
+    partial_index("uq_jobs_idempotency_key", "idempotency_key", where=HAS_KEY, unique=True),
+    partial_index("ix_jobs_lineage", "lineage_id", where=REPLAYS),
+    partial_index("ix_jobs_replay_of", "replay_of_job_id", where=REPLAYS_A_JOB),
 )
 
 attempts = Table(

@@ -80,7 +80,9 @@ def gaps_after_429(store: Store, mocks: Mocks, cls: type[Worker]) -> list[float]
 
 def test_repro_ignoring_retry_after_calls_back_too_early(live_store: Store, mocks: Mocks) -> None:
     gaps = gaps_after_429(live_store, mocks, UnsafeWorker)
-    assert max(gaps) < RETRY_AFTER / 2  # Billing said "wait 0.6 s"; we were back at once
+    # Billing said "wait 0.6 s"; a retry came back at once. (min: on a loaded machine one of
+    # the two gaps can stretch to a few tenths of a second; the violation is any early one.)
+    assert min(gaps) < RETRY_AFTER / 2
 
 
 def test_prevented_next_attempt_waits_for_retry_after(live_store: Store, mocks: Mocks) -> None:

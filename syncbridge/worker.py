@@ -276,22 +276,13 @@ class Worker:
         self._pending.append(
             Completion(job.id, job.attempt, self.worker_id, outcome, error=error, effect=effect)
         )
-        # Once per attempt: fields named here, not merged from _job_fields through _emit (two
-        # dict copies fewer on the hottest line of the loop).
-        fields = {
-            "job_id": job.id,
-            "job_type": job.job_type,
-            "entity_id": job.entity_id,
-            "attempt": job.attempt,
-            "correlation_id": job.correlation_id,
-            "outcome": str(outcome),
-            "duration_ms": round((time.monotonic() - item.started) * 1000, 3),
-            "error_class": error.error_class if error else None,
-            "error_message": error.message if error else None,
-        }
-        self.log.info("attempt_finished", **fields)
-        if self.on_event is not None:
-            self.on_event("attempt_finished", fields)
+        # Once per attempt: one dict, handed on as it is (not merged again through **fields).
+        fields = self._job_fields(job)
+        fields["outcome"] = str(outcome)
+        fields["duration_ms"] = round((time.monotonic() - item.started) * 1000, 3)
+        fields["error_class"] = error.error_class if error else None
+        fields["error_message"] = error.message if error else None
+        self._emit_fields("attempt_finished", "info", fields)
 
     @property
     def _unwritten(self) -> bool:
@@ -485,6 +476,9 @@ class Worker:
         }
 
     def _emit(self, event: str, level: str = "info", **fields: Any) -> None:
+        self._emit_fields(event, level, fields)
+
+    def _emit_fields(self, event: str, level: str, fields: dict[str, Any]) -> None:
         getattr(self.log, level)(event, **fields)
         if self.on_event is not None:
             self.on_event(event, fields)

@@ -64,6 +64,10 @@ def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         try:
             process.wait(grace)
         except subprocess.TimeoutExpired:
+            # Hung: have it print where every thread is (worker only; SIGUSR1 stops any other
+            # of our commands, which is what the SIGKILL below does anyway), then kill it.
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)
             process.kill()
             process.wait(5)
 

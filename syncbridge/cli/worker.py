@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -102,6 +103,9 @@ def worker(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # Every thread's stack to stderr, from the C level (so it answers even when the loop is
+    # stuck): for a worker that will not stop, as Sidekiq's TTIN.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         runner.run()
     finally:

@@ -106,3 +106,26 @@ def test_sigterm_drains_and_releases_without_charging(
     released = store.get_job(stuck.id)
     assert released.state is JobState.PENDING and released.charged_attempts == 0
     assert [a.outcome for a in store.attempts_of(stuck.id)] == ["released"]
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_worker_runs_on(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    truncate(engine)
+    store = Store(engine)
+    job = store.enqueue(EnqueueRequest("noop", "held", {"sleep": 60}, 0)).job
+    log = tmp_path / "w.log"
+    with worker_process(
+        database_url, log_path=log, SYNCBRIDGE_SHUTDOWN_GRACE_SECONDS="1"
+    ) as process:
+        wait_for(lambda: store.get_job(job.id).state is JobState.RUNNING, 30, "the claim")
+        process.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "in run_noop" in log.read_text(errors="replace"), 10, "the stack dump")
+        assert process.poll() is None  # still running, still holding its job
+        assert store.get_job(job.id).state is JobState.RUNNING
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    dump = log.read_text(errors="replace")
+    assert dump.count("(most recent call first)") >= 3  # loop, handler, listener or watcher
+    assert "in run" in dump and "worker.py" in dump
+    assert store.get_job(job.id).state is JobState.PENDING  # released at the stop, as usual

@@ -42,7 +42,7 @@ step sqlite-noop-p1 $SB --database-url "$SQ" bench noop --jobs "$JOBS" --process
 step sqlite-noop-p2 $SB --database-url "$SQ" bench noop --jobs "$JOBS" --processes 2 --json
 step pg-latency $SB --database-url "$PG" bench latency --json
 step sqlite-latency $SB --database-url "$SQ" bench latency --json
-step pg-enqueue $SB --database-url "$PG" bench enqueue --jobs "$JOBS" --json
+step pg-enqueue $SB --database-url "$PG" bench enqueue --jobs "$JOBS" --peers --json
 step sqlite-enqueue $SB --database-url "$SQ" bench enqueue --jobs "$JOBS" --json
 step pg-sync $SB --database-url "$PG" bench sync --jobs 998 --json
 step pg-sync-p2 $SB --database-url "$PG" bench sync --jobs 998 --processes 2 --json

@@ -1,4 +1,5 @@
-"""PgQueuer side of the peer benchmark: schema, bulk enqueue, a draining worker, results.
+"""PgQueuer side of the peer benchmark: schema, bulk enqueue, a draining worker, results; and
+its bulk enqueue rate (``enqueue_runs``) for the ``enqueue`` scenario.
 
 A worker (``QueueExecutionMode.drain``) exits once the queue is empty. PgQueuer runs async
 handlers with no thread pool and, by default, no cap on jobs in flight: its knob is the dequeue
@@ -7,6 +8,7 @@ handlers with no thread pool and, by default, no cap on jobs in flight: its knob
 
 from __future__ import annotations
 
+import time
 from argparse import Namespace
 from importlib.metadata import version as package_version
 
@@ -35,6 +37,26 @@ async def setup(dsn: str, jobs: int) -> None:
         for start in range(0, jobs, CHUNK):
             size = min(CHUNK, jobs - start)
             await queries.enqueue(["noop"] * size, [None] * size, [0] * size)
+
+
+async def enqueue_runs(dsn: str, jobs: int, runs: int) -> tuple[list[float], int]:
+    """Seconds of each of ``runs`` bulk enqueues of ``jobs`` no-op jobs, each one call of its
+    bulk API (one multi-row INSERT), after a small warm-up call, as syncbridge's side does;
+    and how many of those jobs its queue table then holds."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        queries = Queries(PsycopgDriver(conn))
+        await queries.install()
+        await queries.enqueue(["noop"] * 10, [None] * 10, [0] * 10)
+        seconds = []
+        for _ in range(runs):
+            entrypoints, payloads, priorities = ["noop"] * jobs, [None] * jobs, [0] * jobs
+            begin = time.perf_counter()
+            await queries.enqueue(entrypoints, payloads, priorities)
+            seconds.append(time.perf_counter() - begin)
+        cursor = await conn.execute("SELECT count(*) - 10 FROM pgqueuer")
+        row = await cursor.fetchone()
+        assert row is not None
+        return seconds, int(row[0])
 
 
 # For runner.results: succeeded jobs, first pick and last success, from ``pgqueuer_log``.

@@ -11,6 +11,9 @@ no-op jobs, starts ``--processes`` worker processes that exit once the queue is 
 reads the peer's own tables for the last job's finish: ``seconds`` runs from worker start to
 it, ``drain_seconds`` from the first job's start to it (the same two measures syncbridge's
 ``noop`` reports); ``exit_seconds`` is worker start to the last worker's exit.
+
+With ``--enqueue-runs N`` it measures bulk enqueue instead (PgQueuer only): N timed calls of
+``--jobs`` jobs each, printed as ``runs_seconds``.
 """
 
 from __future__ import annotations
@@ -54,8 +57,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="pgqueuer only")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--worker", action="store_true", help="be one worker process")
+    parser.add_argument("--enqueue-runs", type=int, default=0, help="pgqueuer only")
     args = parser.parse_args()
     peer = __import__(f"peer_{args.peer}")
+    if args.enqueue_runs:
+        if not hasattr(peer, "enqueue_runs"):
+            sys.exit(f"{args.peer} has no bulk enqueue run")
+        seconds, stored = asyncio.run(peer.enqueue_runs(args.dsn, args.jobs, args.enqueue_runs))
+        report = {"system": args.peer, "version": peer.version(), "variant": "bulk"}
+        report |= {"jobs": args.jobs, "stored": stored, "runs_seconds": seconds}
+        print(json.dumps(report))
+        return
     if args.worker:
         asyncio.run(peer.work(args.dsn, args.concurrency, args.batch_size))
         return

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from syncbridge.bench.options import Options
+from syncbridge.bench.options import BULK_RUNS, Options
 from syncbridge.bench.result import BenchError, Result
 from syncbridge.bench.sandbox import postgres_database
 
@@ -62,6 +64,35 @@ def run_all(opts: Options, python: Path) -> list[Result]:
     return [_run_peer(opts, python, peer, batch) for peer, batch in PEER_RUNS]
 
 
+def run_enqueue(opts: Options, python: Path) -> list[Result]:
+    """PgQueuer's bulk enqueue, measured as the ``enqueue`` scenario measures ours: a warm-up,
+    then ``BULK_RUNS`` calls of ``--jobs`` jobs each; the median counts."""
+    count = opts.jobs_for("enqueue")
+    opts.progress(f"peers: pgqueuer bulk enqueue, {BULK_RUNS} x {count} jobs")
+    with postgres_database(opts.database_url, "pgqueuer") as url:
+        command = [str(python), str(SCRIPTS / "runner.py"), "pgqueuer", "--dsn", _libpq(url)]
+        command += ["--jobs", str(count), "--enqueue-runs", str(BULK_RUNS)]
+        report = _report_of("pgqueuer", command, opts.timeout)
+    if report["stored"] != count * BULK_RUNS:
+        raise BenchError(f"pgqueuer: {report['stored']} of {count * BULK_RUNS} jobs stored")
+    runs = report["runs_seconds"]
+    return [
+        Result(
+            "enqueue",
+            "postgresql",
+            count,
+            statistics.median(runs),
+            system="pgqueuer",
+            variant="bulk",
+            succeeded=count,
+            extra={
+                "version": report["version"],
+                "runs_jobs_per_s": [round(count / seconds, 1) for seconds in runs],
+            },
+        )
+    ]
+
+
 def _run_peer(opts: Options, python: Path, peer: str, batch: int | None) -> Result:
     count = opts.jobs_for("noop")
     opts.progress(f"peers: {peer}, {count} jobs, {opts.processes} x {opts.concurrency}")
@@ -71,15 +102,7 @@ def _run_peer(opts: Options, python: Path, peer: str, batch: int | None) -> Resu
         command += ["--concurrency", str(opts.concurrency), "--timeout", str(opts.timeout)]
         if batch is not None:
             command += ["--batch-size", str(batch)]
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=opts.timeout + 120, check=False
-        )
-    if done.returncode != 0:
-        raise BenchError(f"{peer} benchmark failed:\n{done.stderr[-2000:]}")
-    try:
-        report = json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise BenchError(f"{peer} benchmark printed no JSON:\n{done.stdout[-500:]}") from None
+        report = _report_of(peer, command, opts.timeout)
     if report["succeeded"] != count:
         raise BenchError(f"{peer}: only {report['succeeded']} of {count} jobs finished")
     drain = report["drain_seconds"]
@@ -100,6 +123,20 @@ def _run_peer(opts: Options, python: Path, peer: str, batch: int | None) -> Resu
             "drain_jobs_per_s": round(count / drain, 1) if drain > 0 else 0.0,
         },
     )
+
+
+def _report_of(peer: str, command: list[str], timeout: float) -> dict[str, Any]:
+    """Run a peer harness command; its last line of output, as JSON."""
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=timeout + 120, check=False
+    )
+    if done.returncode != 0:
+        raise BenchError(f"{peer} benchmark failed:\n{done.stderr[-2000:]}")
+    try:
+        report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise BenchError(f"{peer} benchmark printed no JSON:\n{done.stdout[-500:]}") from None
+    return report
 
 
 def _libpq(url: str) -> str:

@@ -49,7 +49,9 @@ def run(opts: Options, scenarios: Sequence[str], with_peers: bool = False) -> li
         steps.append(partial(RUNNERS[scenario], opts))
         if scenario == "noop" and with_peers:
             steps.append(partial(peer_runs.run_all, opts, python))
-    if with_peers and "noop" not in scenarios:
+        if scenario == "enqueue" and with_peers:
+            steps.append(partial(peer_runs.run_enqueue, opts, python))
+    if with_peers and not {"noop", "enqueue"} & set(scenarios):
         steps.append(partial(peer_runs.run_all, opts, python))
     results: list[Result] = []
     for step in steps:

@@ -53,7 +53,11 @@ COLUMNS: tuple[str, ...] = (
 @click.option("--sync-latency-ms", type=click.IntRange(0), default=20, show_default=True)
 @click.option("--sync-fault-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--metrics", is_flag=True, help="Workers also serve Prometheus metrics.")
-@click.option("--peers", is_flag=True, help="Also run Procrastinate and PgQueuer (PostgreSQL).")
+@click.option(
+    "--peers",
+    is_flag=True,
+    help="Also run Procrastinate and PgQueuer (PostgreSQL): noop, and PgQueuer's bulk enqueue.",
+)
 @click.option("--timeout", type=click.FloatRange(min=1), default=1800.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON list.")
 @pass_app

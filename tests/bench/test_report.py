@@ -66,12 +66,46 @@ def test_one_by_one_enqueue_shows_the_driver_floor_beside_it(report: ModuleType)
             {"backend": "postgresql", "variant": "one-by-one, 4 callers", "jobs_per_s": 7_100.0},
         ]
     }
+    for row in runs["pg-enqueue"]:
+        row["system"] = "syncbridge"
     lines = report.targets_table(runs)
     single = line_for(lines, "| postgresql enqueue: one by one")
     assert "straight through psycopg: 2,800/s, 96% of it" in single
     assert "from 4 callers at once: 7,100/s" in single  # shown, not deciding
     assert single.endswith("| no |")  # the target stays 3,000, whatever the floor
     assert line_for(lines, "| postgresql enqueue: bulk").endswith("| **yes** |")
+
+
+def bulk_rows(backend: str, ours: float, runs: list[float]) -> list[dict[str, Any]]:
+    common = {"backend": backend, "system": "syncbridge"}
+    return [
+        common | {"variant": "bulk", "jobs_per_s": ours, "runs_jobs_per_s": runs},
+        common | {"variant": "one-by-one", "jobs_per_s": 3_100.0},
+    ]
+
+
+def test_bulk_enqueue_counts_against_pgqueuers_bulk_in_the_same_run(report: ModuleType) -> None:
+    peer = {
+        "backend": "postgresql",
+        "system": "pgqueuer",
+        "variant": "bulk",
+        "jobs_per_s": 41_000.0,
+    }
+    runs = {
+        "pg-enqueue": [*bulk_rows("postgresql", 50_000.0, [48_000.0, 50_000.0, 61_000.0]), peer],
+        "sqlite-enqueue": bulk_rows("sqlite", 40_000.0, [40_000.0] * 3),
+    }
+    lines = report.targets_table(runs)
+    pg = line_for(lines, "| postgresql enqueue: bulk")
+    assert "PgQueuer's bulk in this run (41,000/s)" in pg and "(1.22x)" in pg
+    assert "median of 48,000, 50,000, 61,000" in pg
+    assert pg.endswith("the issue's 59,000/s: no | **yes** |")  # the peer decides, both shown
+    sqlite = line_for(lines, "| sqlite enqueue: bulk")  # PgQueuer has no SQLite: same figure
+    assert "(0.98x)" in sqlite and sqlite.endswith("| no |")
+    del runs["pg-enqueue"][-1]  # no peer run: the absolute figure decides
+    lines = report.targets_table(runs)
+    assert "bulk ≥ 59,000/s | 50,000/s" in line_for(lines, "| postgresql enqueue: bulk")
+    assert line_for(lines, "| postgresql enqueue: bulk").endswith("| no |")
 
 
 def test_noop_counts_against_pgqueuers_best_variant(report: ModuleType) -> None:

@@ -57,6 +57,7 @@ worker = sum(
     sum(map(float, path.read_text().split()))
     for path in pathlib.Path(sys.argv[8]).glob("worker-*.time")
 )
+for path in sorted(pathlib.Path(sys.argv[8]).glob("worker-*.time")): print(path.name, "user/sys", path.read_text().split(), file=sys.stderr)
 print(
     f"{jobs} jobs, {processes} worker process(es): {wall:.1f} s ({jobs / wall:,.0f} jobs/s "
     f"with start-up); CPU per job: workers {worker / jobs * 1e6:.0f} us, "

@@ -36,8 +36,8 @@ step() {  # step NAME COMMAND...: run it unless left out, JSON to $OUT/NAME.json
   mv "$OUT/$name.json.tmp" "$OUT/$name.json"
 }
 
-step pg-noop-p1 $SB --database-url "$PG" bench noop --jobs "$JOBS" --processes 1 --peers --json
-step pg-noop-p2 $SB --database-url "$PG" bench noop --jobs "$JOBS" --processes 2 --peers --json
+step pg-noop-p1 $SB --database-url "$PG" bench noop --jobs "$JOBS" --processes 1 --peers --repeat 3 --json
+step pg-noop-p2 $SB --database-url "$PG" bench noop --jobs "$JOBS" --processes 2 --peers --repeat 3 --json
 step sqlite-noop-p1 $SB --database-url "$SQ" bench noop --jobs "$JOBS" --processes 1 --json
 step sqlite-noop-p2 $SB --database-url "$SQ" bench noop --jobs "$JOBS" --processes 2 --json
 step pg-latency $SB --database-url "$PG" bench latency --json

@@ -16,6 +16,7 @@ from typing import Any
 from syncbridge.bench.options import BULK_RUNS, Options
 from syncbridge.bench.result import BenchError, Result
 from syncbridge.bench.sandbox import postgres_database
+from syncbridge.bench.scenarios import fastest
 
 # (peer, dequeue batch): PgQueuer at its default batch (10) and at the 100 it is fastest with.
 PEER_RUNS: tuple[tuple[str, int | None], ...] = (
@@ -61,7 +62,14 @@ def _has_peers(python: Path) -> bool:
 
 
 def run_all(opts: Options, python: Path) -> list[Result]:
-    return [_run_peer(opts, python, peer, batch) for peer, batch in PEER_RUNS]
+    """Each peer run; PgQueuer's ``opts.repeat`` times, keeping the fastest (as for syncbridge's
+    own ``noop``). Procrastinate runs once: at two minutes a run and a hundredth of the others'
+    rate, repeating it would only lengthen the benchmark."""
+    results = []
+    for peer, batch in PEER_RUNS:
+        times = opts.repeat if peer == "pgqueuer" else 1
+        results.append(fastest([_run_peer(opts, python, peer, batch) for _ in range(times)]))
+    return results
 
 
 def run_enqueue(opts: Options, python: Path) -> list[Result]:

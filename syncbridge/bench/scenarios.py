@@ -23,9 +23,21 @@ BULK_SETUP_LIMIT = 100_000
 
 def noop(opts: Options) -> list[Result]:
     """Bulk-enqueue N no-op jobs, then drain them with P burst workers; time from worker start
-    to the last success, as the database recorded it."""
-    concurrencies = opts.rss_concurrencies if opts.rss else (opts.concurrency,)
-    return [_noop_once(opts, concurrency) for concurrency in concurrencies]
+    to the last success, as the database recorded it. With ``repeat`` (not with ``rss``), the
+    fastest of that many runs, each in a fresh database, every run's rate recorded."""
+    if opts.rss:
+        return [_noop_once(opts, concurrency) for concurrency in opts.rss_concurrencies]
+    return [fastest([_noop_once(opts, opts.concurrency) for _ in range(opts.repeat)])]
+
+
+def fastest(runs: list[Result]) -> Result:
+    """The run with the highest drain rate, carrying every run's drain rate in run order: a
+    shared 2-core host slows single runs (and PgQueuer's two processes land in a slow mode in
+    some runs), so with several runs the best one measures what the system can do."""
+    best = max(runs, key=lambda run: float(run.extra.get("drain_jobs_per_s") or 0.0))
+    if len(runs) > 1:
+        best.extra["runs_drain_jobs_per_s"] = [run.extra.get("drain_jobs_per_s") for run in runs]
+    return best
 
 
 def _noop_once(opts: Options, concurrency: int) -> Result:

@@ -58,6 +58,14 @@ COLUMNS: tuple[str, ...] = (
     is_flag=True,
     help="Also run Procrastinate and PgQueuer (PostgreSQL): noop, and PgQueuer's bulk enqueue.",
 )
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 20),
+    default=1,
+    show_default=True,
+    help="noop: run syncbridge and PgQueuer this many times each and keep each one's fastest "
+    "drain (Procrastinate runs once).",
+)
 @click.option("--timeout", type=click.FloatRange(min=1), default=1800.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON list.")
 @pass_app
@@ -75,6 +83,7 @@ def bench(
     sync_fault_rate: float,
     metrics: bool,
     peers: bool,
+    repeat: int,
     timeout: float,
     as_json: bool,
 ) -> None:
@@ -104,6 +113,7 @@ def bench(
             sync_fault_rate=sync_fault_rate,
             worker_metrics=metrics,
             timeout=timeout,
+            repeat=repeat,
             progress=progress,
         )
         results = run(options, plan(scenarios, progress), with_peers=peers)

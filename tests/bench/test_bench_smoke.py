@@ -121,3 +121,28 @@ def test_unsuitable_databases_are_refused(tmp_path: Any) -> None:
     )
     with pytest.raises(BenchError, match="PostgreSQL"):
         run(sqlite_file, ["noop"], with_peers=True)
+
+
+def test_repeat_keeps_the_fastest_run_and_records_every_run(database_url: str) -> None:
+    [noop] = bench(
+        database_url, "noop", "--jobs", "20", "--concurrency", "4", "--repeat", "2", "--json"
+    )
+    runs = noop["runs_drain_jobs_per_s"]
+    assert len(runs) == 2 and noop["drain_jobs_per_s"] == max(runs)
+    assert noop["succeeded"] == 20
+    assert untouched(database_url)
+
+
+@pytest.mark.parametrize("repeat", ["0", "21", "two"])
+def test_a_bad_repeat_count_is_a_usage_error(repeat: str, tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/x.db"
+    command = [sys.executable, "-m", "syncbridge", "--database-url", url, "bench", "noop"]
+    done = subprocess.run(
+        [*command, "--repeat", repeat],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "--repeat" in done.stderr
+    assert not (tmp_path / "x.db").exists()  # nothing made, nothing run

@@ -110,7 +110,9 @@ def test_bulk_enqueue_counts_against_pgqueuers_bulk_in_the_same_run(report: Modu
 
 def test_noop_counts_against_pgqueuers_best_variant(report: ModuleType) -> None:
     def row(system: str, drain: float, variant: str = "") -> dict[str, Any]:
-        return {"system": system, "variant": variant, "drain_jobs_per_s": drain, "processes": 2}
+        return {"system": system, "variant": variant, "drain_jobs_per_s": drain, "processes": 2} | {
+            "jobs_per_s": drain / 2
+        }
 
     runs = {
         "pg-noop-p2": [
@@ -120,7 +122,11 @@ def test_noop_counts_against_pgqueuers_best_variant(report: ModuleType) -> None:
             row("pgqueuer", 20_000, "batch 100"),
         ]
     }
+    runs["pg-noop-p2"][3]["runs_drain_jobs_per_s"] = [10_000.0, 20_000.0, 11_000.0]
     lines = report.targets_table(runs)
     best = line_for(lines, "| PostgreSQL noop, 2 process(es)")
     assert "(20,000)" in best and "(75%)" in best and best.endswith("| no |")
+    table = report.noop_table(runs)
+    assert line_for(table, "| 2 | pgqueuer | batch 100 |").endswith("| 10,000 / 20,000 / 11,000 |")
+    assert line_for(table, "| 2 | syncbridge |").endswith("|  |")  # one run: nothing to list
     assert line_for(lines, "| … and ≥ 20x Procrastinate").endswith("| **yes** |")

@@ -17,6 +17,9 @@ Levels (each in a fresh database, jobs filled in SQL, no handler work):
 - ``engine SQL``: the statements the engine sends today, with nothing around them: one
   autocommitted claim that also writes the attempt rows, one autocommitted fenced completion that
   also closes them (``driver_sql.CLAIM`` and ``driver_sql.SUCCEED_MANY``).
+- ``engine SQL, attempt at end``: a what-if for later work, not what the engine does: the same
+  claim without the attempt rows, and a completion that inserts each finished attempt row whole
+  (started at the claim's time) instead of updating the one the claim opened.
 
 Prints one JSON line per level: ``{"level", "jobs", "processes", "batch", "seconds",
 "jobs_per_s"}``. PostgreSQL only.
@@ -100,7 +103,50 @@ WITH done AS (
 SELECT count(*) FROM done
 """
 
-LEVELS = ("bare", "+attempts", "+fencing", "per-job", "engine SQL")
+CLAIM_ONLY = """
+WITH due AS MATERIALIZED (
+    SELECT id FROM jobs WHERE state = 'pending' AND next_run_at <= now() AND NOT isolate
+    ORDER BY next_run_at, id LIMIT %(batch)s FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = %(owner)s,
+       lease_expires_at = now() + interval '60 seconds', updated_at = now()
+FROM due WHERE jobs.id = due.id AND jobs.state = 'pending'
+RETURNING jobs.id, jobs.attempt, jobs.updated_at
+"""
+SUCCEED_FENCED_INSERTING_ATTEMPTS = """
+WITH done AS (
+    UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL,
+           finished_at = now(), updated_at = now()
+    FROM unnest(%(ids)s::bigint[], %(numbers)s::int[]) AS f(id, number)
+    WHERE jobs.id = f.id AND jobs.attempt = f.number AND jobs.state = 'running'
+      AND jobs.lease_owner = %(owner)s AND NOT jobs.follow_up
+    RETURNING jobs.id, jobs.attempt
+), closed AS (
+    INSERT INTO attempts (job_id, number, worker_id, started_at, finished_at, outcome)
+    SELECT done.id, done.attempt, %(owner)s, s.started_at, now(), 'succeeded'
+    FROM done JOIN unnest(%(ids)s::bigint[], %(started)s::timestamptz[]) AS s(id, started_at)
+         ON s.id = done.id
+)
+SELECT count(*) FROM done
+"""
+
+LEVELS = ("bare", "+attempts", "+fencing", "per-job", "engine SQL", "engine SQL, attempt at end")
+
+
+def work_attempt_at_end(dsn: str, batch: int, owner: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            rows = conn.execute(CLAIM_ONLY, {"owner": owner, "batch": batch}).fetchall()
+            if not rows:
+                return
+            args = {
+                "ids": [r[0] for r in rows],
+                "numbers": [r[1] for r in rows],
+                "started": [r[2] for r in rows],
+                "owner": owner,
+            }
+            changed = conn.execute(SUCCEED_FENCED_INSERTING_ATTEMPTS, args).fetchone()
+            assert changed is not None and changed[0] == len(rows), "a fenced completion failed"
 
 
 def work_as_engine(dsn: str, batch: int, owner: str) -> None:
@@ -117,6 +163,9 @@ def work_as_engine(dsn: str, batch: int, owner: str) -> None:
 def work(dsn: str, level: str, batch: int, owner: str) -> None:
     if level == "engine SQL":
         work_as_engine(dsn, batch, owner)
+        return
+    if level == "engine SQL, attempt at end":
+        work_attempt_at_end(dsn, batch, owner)
         return
     with psycopg.connect(dsn) as conn:
         while True:
@@ -160,6 +209,9 @@ def run_level(url: str, level: str, jobs: int, batch: int, processes: int) -> di
         with psycopg.connect(dsn) as conn:
             row = conn.execute("SELECT count(*) FROM jobs WHERE state = 'succeeded'").fetchone()
         assert row is not None and row[0] == jobs, f"{level}: {row} of {jobs} succeeded"
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM attempts").fetchone()
+        assert level in ("bare", "per-job") or (row is not None and row[0] == jobs), row
     return {
         "level": level,
         "jobs": jobs,

@@ -88,7 +88,9 @@ WITH due AS MATERIALIZED (
 )
 SELECT id, attempt FROM claimed
 """
-SUCCEED_FENCED_WITH_ATTEMPTS = """
+# The fenced success of the engine's SQL, as a CTE ``done``; each level closes the attempts its
+# own way after it.
+FENCED_DONE = """
 WITH done AS (
     UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL,
            finished_at = now(), updated_at = now()
@@ -96,12 +98,16 @@ WITH done AS (
     WHERE jobs.id = f.id AND jobs.attempt = f.number AND jobs.state = 'running'
       AND jobs.lease_owner = %(owner)s AND NOT jobs.follow_up
     RETURNING jobs.id, jobs.attempt
-), closed AS (
+)"""
+SUCCEED_FENCED_WITH_ATTEMPTS = (
+    FENCED_DONE
+    + """, closed AS (
     UPDATE attempts SET finished_at = now(), outcome = 'succeeded'
     FROM done WHERE attempts.job_id = done.id AND attempts.number = done.attempt
 )
 SELECT count(*) FROM done
 """
+)
 
 CLAIM_ONLY = """
 WITH due AS MATERIALIZED (
@@ -113,15 +119,9 @@ UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = %(owner)
 FROM due WHERE jobs.id = due.id AND jobs.state = 'pending'
 RETURNING jobs.id, jobs.attempt, jobs.updated_at
 """
-SUCCEED_FENCED_INSERTING_ATTEMPTS = """
-WITH done AS (
-    UPDATE jobs SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL,
-           finished_at = now(), updated_at = now()
-    FROM unnest(%(ids)s::bigint[], %(numbers)s::int[]) AS f(id, number)
-    WHERE jobs.id = f.id AND jobs.attempt = f.number AND jobs.state = 'running'
-      AND jobs.lease_owner = %(owner)s AND NOT jobs.follow_up
-    RETURNING jobs.id, jobs.attempt
-), closed AS (
+SUCCEED_FENCED_INSERTING_ATTEMPTS = (
+    FENCED_DONE
+    + """, closed AS (
     INSERT INTO attempts (job_id, number, worker_id, started_at, finished_at, outcome)
     SELECT done.id, done.attempt, %(owner)s, s.started_at, now(), 'succeeded'
     FROM done JOIN unnest(%(ids)s::bigint[], %(started)s::timestamptz[]) AS s(id, started_at)
@@ -129,43 +129,31 @@ WITH done AS (
 )
 SELECT count(*) FROM done
 """
+)
 
 LEVELS = ("bare", "+attempts", "+fencing", "per-job", "engine SQL", "engine SQL, attempt at end")
 
 
-def work_attempt_at_end(dsn: str, batch: int, owner: str) -> None:
+def work_in_two_statements(dsn: str, batch: int, owner: str, claim: str, succeed: str) -> None:
+    """Autocommitted claim, then autocommitted fenced success, until nothing is due. The
+    claim's third column, if any, is the attempt's start, passed on as ``started``."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         while True:
-            rows = conn.execute(CLAIM_ONLY, {"owner": owner, "batch": batch}).fetchall()
-            if not rows:
-                return
-            args = {
-                "ids": [r[0] for r in rows],
-                "numbers": [r[1] for r in rows],
-                "started": [r[2] for r in rows],
-                "owner": owner,
-            }
-            changed = conn.execute(SUCCEED_FENCED_INSERTING_ATTEMPTS, args).fetchone()
-            assert changed is not None and changed[0] == len(rows), "a fenced completion failed"
-
-
-def work_as_engine(dsn: str, batch: int, owner: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while True:
-            rows = conn.execute(CLAIM_WITH_ATTEMPTS, {"owner": owner, "batch": batch}).fetchall()
+            rows = conn.execute(claim, {"owner": owner, "batch": batch}).fetchall()
             if not rows:
                 return
             args = {"ids": [r[0] for r in rows], "numbers": [r[1] for r in rows], "owner": owner}
-            changed = conn.execute(SUCCEED_FENCED_WITH_ATTEMPTS, args).fetchone()
+            args["started"] = [r[2] if len(r) > 2 else None for r in rows]
+            changed = conn.execute(succeed, args).fetchone()
             assert changed is not None and changed[0] == len(rows), "a fenced completion failed"
 
 
 def work(dsn: str, level: str, batch: int, owner: str) -> None:
     if level == "engine SQL":
-        work_as_engine(dsn, batch, owner)
+        work_in_two_statements(dsn, batch, owner, CLAIM_WITH_ATTEMPTS, SUCCEED_FENCED_WITH_ATTEMPTS)
         return
     if level == "engine SQL, attempt at end":
-        work_attempt_at_end(dsn, batch, owner)
+        work_in_two_statements(dsn, batch, owner, CLAIM_ONLY, SUCCEED_FENCED_INSERTING_ATTEMPTS)
         return
     with psycopg.connect(dsn) as conn:
         while True:

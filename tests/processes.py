@@ -43,7 +43,9 @@ def run_cli(database_url: str, *args: str, **extra: str) -> subprocess.Completed
 def worker_process(
     database_url: str, *args: str, log_path: Path | None = None, **extra: str
 ) -> Iterator[subprocess.Popen[bytes]]:
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    # Without a log file, stderr stays the test's own (pytest captures it and shows it on a
+    # failure), so a hung worker's SIGUSR1 stack dump from stop() is never thrown away.
+    log = open(log_path, "wb") if log_path else None  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "syncbridge", "worker", *args],
         env=syncbridge_env(database_url, **extra),
@@ -54,7 +56,7 @@ def worker_process(
         yield process
     finally:
         stop(process)
-        if log_path and not isinstance(log, int):
+        if log is not None:
             log.close()
 
 

@@ -132,6 +132,8 @@ SELECT count(*) FROM done
 )
 
 LEVELS = ("bare", "+attempts", "+fencing", "per-job", "engine SQL", "engine SQL, attempt at end")
+# Without --level: every level but the what-if, which measures a design the engine does not use.
+DEFAULT_LEVELS = LEVELS[:-1]
 
 
 def work_in_two_statements(dsn: str, batch: int, owner: str, claim: str, succeed: str) -> None:
@@ -194,12 +196,14 @@ def run_level(url: str, level: str, jobs: int, batch: int, processes: int) -> di
         for worker in workers:
             worker.join()
         seconds = time.perf_counter() - begin
+        failed = [worker.exitcode for worker in workers if worker.exitcode != 0]
+        assert not failed, f"{level}: worker processes exited with {failed}"
         with psycopg.connect(dsn) as conn:
             row = conn.execute("SELECT count(*) FROM jobs WHERE state = 'succeeded'").fetchone()
         assert row is not None and row[0] == jobs, f"{level}: {row} of {jobs} succeeded"
         with psycopg.connect(dsn) as conn:
             row = conn.execute("SELECT count(*) FROM attempts").fetchone()
-        assert level in ("bare", "per-job") or (row is not None and row[0] == jobs), row
+        assert level == "bare" or (row is not None and row[0] == jobs), row
     return {
         "level": level,
         "jobs": jobs,
@@ -218,7 +222,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--level", choices=LEVELS, action="append")
     args = parser.parse_args()
-    for level in args.level or LEVELS:
+    for level in args.level or DEFAULT_LEVELS:
         report = run_level(args.database_url, level, args.jobs, args.batch, args.processes)
         print(json.dumps(report), flush=True)
 

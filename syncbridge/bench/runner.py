@@ -52,7 +52,7 @@ def run(opts: Options, scenarios: Sequence[str], with_peers: bool = False) -> li
         if scenario == "enqueue" and with_peers:
             steps.append(partial(peer_runs.run_enqueue, opts, python))
     if with_peers and not {"noop", "enqueue"} & set(scenarios):
-        steps.append(partial(peer_runs.run_all, opts, python))
+        raise BenchError("--peers compares the noop and enqueue scenarios: name one")
     results: list[Result] = []
     for step in steps:
         # Other work on the machine skews every number: record how busy it was.

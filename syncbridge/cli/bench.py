@@ -56,7 +56,8 @@ COLUMNS: tuple[str, ...] = (
 @click.option(
     "--peers",
     is_flag=True,
-    help="Also run Procrastinate and PgQueuer (PostgreSQL): noop, and PgQueuer's bulk enqueue.",
+    help="Also run the peers (PostgreSQL): Procrastinate and PgQueuer after noop, PgQueuer's bulk "
+    "enqueue after enqueue.",
 )
 @click.option(
     "--repeat",
@@ -98,6 +99,12 @@ def bench(
     def progress(message: str) -> None:
         click.echo(f"bench: {message}", err=True)
 
+    if repeat > 1 and rss:
+        raise click.UsageError("--repeat does not apply to --rss runs (each is sampled once)")
+    if repeat > 1 and scenarios and "noop" not in scenarios:
+        raise click.UsageError("--repeat applies to the noop scenario only: name noop")
+    if peers and scenarios and not {"noop", "enqueue"} & set(scenarios):
+        raise click.UsageError("--peers compares the noop and enqueue scenarios: name one")
     with tempfile.TemporaryDirectory(prefix="syncbridge-bench-logs-") as logs:
         options = Options(
             database_url=app.settings.database_url,

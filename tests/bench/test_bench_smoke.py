@@ -146,3 +146,21 @@ def test_a_bad_repeat_count_is_a_usage_error(repeat: str, tmp_path: Any) -> None
     )
     assert done.returncode == 2 and "--repeat" in done.stderr
     assert not (tmp_path / "x.db").exists()  # nothing made, nothing run
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["noop", "--rss", "--repeat", "2"], "--repeat does not apply to --rss"),
+        (["latency", "--repeat", "3"], "noop scenario only"),
+        (["latency", "--peers"], "--peers compares the noop and enqueue"),
+    ],
+)
+def test_options_that_would_be_ignored_are_refused(
+    args: list[str], message: str, tmp_path: Any
+) -> None:
+    url = f"sqlite:///{tmp_path}/x.db"
+    command = [sys.executable, "-m", "syncbridge", "--database-url", url, "bench", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and message in done.stderr
+    assert not (tmp_path / "x.db").exists()

@@ -53,11 +53,11 @@ import pathlib, sys
 jobs, processes = int(sys.argv[1]), int(sys.argv[2])
 wall = float(sys.argv[4]) - float(sys.argv[3])
 server = (int(sys.argv[6]) - int(sys.argv[5])) / int(sys.argv[7])
-worker = sum(
-    sum(map(float, path.read_text().split()))
-    for path in pathlib.Path(sys.argv[8]).glob("worker-*.time")
-)
-for path in sorted(pathlib.Path(sys.argv[8]).glob("worker-*.time")): print(path.name, "user/sys", path.read_text().split(), file=sys.stderr)
+worker = 0.0
+for path in sorted(pathlib.Path(sys.argv[8]).glob("worker-*.time")):
+    user, system = map(float, path.read_text().split())
+    print(f"{path.stem}: user {user:.2f} s, system {system:.2f} s", file=sys.stderr)
+    worker += user + system
 print(
     f"{jobs} jobs, {processes} worker process(es): {wall:.1f} s ({jobs / wall:,.0f} jobs/s "
     f"with start-up); CPU per job: workers {worker / jobs * 1e6:.0f} us, "

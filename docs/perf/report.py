@@ -117,23 +117,17 @@ def targets_table(runs: dict[str, list[Row]]) -> list[str]:
         peer = first(runs, "pg-enqueue", variant="bulk", system="pgqueuer")
         if bulk and single:
             ours = bulk["jobs_per_s"]
-            if peer:
-                target = f"≥ PgQueuer's bulk in this run ({fmt(peer['jobs_per_s'])}/s)"
-                measured = f"{fmt(ours)}/s ({ours / peer['jobs_per_s']:.2f}x)"
-                ok = ours >= peer["jobs_per_s"]
-            else:
-                target, measured, ok = (
-                    f"≥ {fmt(BULK_TARGET)}/s",
-                    f"{fmt(ours)}/s",
-                    ours >= BULK_TARGET,
-                )
+            goal = peer["jobs_per_s"] if peer else BULK_TARGET
+            target = f"PgQueuer's bulk in this run ({fmt(goal)}/s)" if peer else f"{fmt(goal)}/s"
+            measured = f"{fmt(ours)}/s" + (f" ({ours / goal:.2f}x)" if peer else "")
             runs_seen = bulk.get("runs_jobs_per_s")
             if runs_seen:
                 measured += f"; median of {', '.join(fmt(r) for r in runs_seen)}"
             if peer:
                 measured += f"; the issue's {fmt(BULK_TARGET)}/s: {verdict(ours >= BULK_TARGET)}"
             lines.append(
-                f"| {bulk['backend']} enqueue: bulk {target} | {measured} | {verdict(ok)} |"
+                f"| {bulk['backend']} enqueue: bulk ≥ {target} | {measured} | "
+                f"{verdict(ours >= goal)} |"
             )
             floor = first(runs, f"{backend}-enqueue", variant="one-by-one, driver floor")
             beside = (

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from syncbridge.bench.options import BULK_RUNS, Options
-from syncbridge.bench.result import BenchError, Result
+from syncbridge.bench.result import BenchError, Result, fastest
 from syncbridge.bench.sandbox import postgres_database
-from syncbridge.bench.scenarios import fastest
 
 # (peer, dequeue batch): PgQueuer at its default batch (10) and at the 100 it is fastest with.
 PEER_RUNS: tuple[tuple[str, int | None], ...] = (
@@ -78,8 +77,8 @@ def run_enqueue(opts: Options, python: Path) -> list[Result]:
     count = opts.jobs_for("enqueue")
     opts.progress(f"peers: pgqueuer bulk enqueue, {BULK_RUNS} x {count} jobs")
     with postgres_database(opts.database_url, "pgqueuer") as url:
-        command = [str(python), str(SCRIPTS / "runner.py"), "pgqueuer", "--dsn", _libpq(url)]
-        command += ["--jobs", str(count), "--enqueue-runs", str(BULK_RUNS)]
+        command = _runner_command(python, "pgqueuer", url, count)
+        command += ["--enqueue-runs", str(BULK_RUNS)]
         report = _report_of("pgqueuer", command, opts.timeout)
     if report["stored"] != count * BULK_RUNS:
         raise BenchError(f"pgqueuer: {report['stored']} of {count * BULK_RUNS} jobs stored")
@@ -105,8 +104,8 @@ def _run_peer(opts: Options, python: Path, peer: str, batch: int | None) -> Resu
     count = opts.jobs_for("noop")
     opts.progress(f"peers: {peer}, {count} jobs, {opts.processes} x {opts.concurrency}")
     with postgres_database(opts.database_url, peer) as url:
-        command = [str(python), str(SCRIPTS / "runner.py"), peer, "--dsn", _libpq(url)]
-        command += ["--jobs", str(count), "--processes", str(opts.processes)]
+        command = _runner_command(python, peer, url, count)
+        command += ["--processes", str(opts.processes)]
         command += ["--concurrency", str(opts.concurrency), "--timeout", str(opts.timeout)]
         if batch is not None:
             command += ["--batch-size", str(batch)]
@@ -131,6 +130,19 @@ def _run_peer(opts: Options, python: Path, peer: str, batch: int | None) -> Resu
             "drain_jobs_per_s": round(count / drain, 1) if drain > 0 else 0.0,
         },
     )
+
+
+def _runner_command(python: Path, peer: str, url: str, jobs: int) -> list[str]:
+    """``scripts/peers/runner.py`` for ``peer`` on the database ``url`` with ``jobs`` jobs."""
+    return [
+        str(python),
+        str(SCRIPTS / "runner.py"),
+        peer,
+        "--dsn",
+        _libpq(url),
+        "--jobs",
+        str(jobs),
+    ]
 
 
 def _report_of(peer: str, command: list[str], timeout: float) -> dict[str, Any]:

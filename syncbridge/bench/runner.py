@@ -8,7 +8,7 @@ from functools import partial
 
 from syncbridge.bench import peers as peer_runs
 from syncbridge.bench.options import SCENARIOS, Options
-from syncbridge.bench.result import BenchError, Result
+from syncbridge.bench.result import BenchError, BenchUsageError, Result
 from syncbridge.bench.sandbox import backend_of
 from syncbridge.bench.scenarios import backlog, enqueue, latency, noop
 from syncbridge.bench.sync import require_job_type, sync
@@ -39,7 +39,18 @@ def plan(requested: Sequence[str], progress: Callable[[str], None]) -> list[str]
     return chosen
 
 
+def refuse_ignored_options(opts: Options, scenarios: Sequence[str], with_peers: bool) -> None:
+    """Options that ``scenarios`` would ignore are refused rather than dropped in silence."""
+    if opts.repeat > 1 and opts.rss:
+        raise BenchUsageError("--repeat does not apply to --rss runs (each is sampled once)")
+    if opts.repeat > 1 and "noop" not in scenarios:
+        raise BenchUsageError("--repeat applies to the noop scenario only: name noop")
+    if with_peers and not {"noop", "enqueue"} & set(scenarios):
+        raise BenchUsageError("--peers compares the noop and enqueue scenarios: name one")
+
+
 def run(opts: Options, scenarios: Sequence[str], with_peers: bool = False) -> list[Result]:
+    refuse_ignored_options(opts, scenarios, with_peers)
     if with_peers:
         if backend_of(opts.database_url) != "postgresql":
             raise BenchError("--peers compares PostgreSQL job queues: use a PostgreSQL URL")
@@ -51,8 +62,6 @@ def run(opts: Options, scenarios: Sequence[str], with_peers: bool = False) -> li
             steps.append(partial(peer_runs.run_all, opts, python))
         if scenario == "enqueue" and with_peers:
             steps.append(partial(peer_runs.run_enqueue, opts, python))
-    if with_peers and not {"noop", "enqueue"} & set(scenarios):
-        raise BenchError("--peers compares the noop and enqueue scenarios: name one")
     results: list[Result] = []
     for step in steps:
         # Other work on the machine skews every number: record how busy it was.

@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from syncbridge.bench import measure
 from syncbridge.bench.options import BULK_RUNS, SMALL_BACKLOG, Options
 from syncbridge.bench.procs import RssSampler, wait_exit, wait_until, workers
-from syncbridge.bench.result import BenchError, Result, percentile, rounded
+from syncbridge.bench.result import BenchError, Result, fastest, percentile, rounded
 from syncbridge.bench.sandbox import sandbox
 from syncbridge.clock import SystemClock
 from syncbridge.db.queries import Store
@@ -28,16 +28,6 @@ def noop(opts: Options) -> list[Result]:
     if opts.rss:
         return [_noop_once(opts, concurrency) for concurrency in opts.rss_concurrencies]
     return [fastest([_noop_once(opts, opts.concurrency) for _ in range(opts.repeat)])]
-
-
-def fastest(runs: list[Result]) -> Result:
-    """The run with the highest drain rate, carrying every run's drain rate in run order: a
-    shared 2-core host slows single runs (and PgQueuer's two processes land in a slow mode in
-    some runs), so with several runs the best one measures what the system can do."""
-    best = max(runs, key=lambda run: float(run.extra.get("drain_jobs_per_s") or 0.0))
-    if len(runs) > 1:
-        best.extra["runs_drain_jobs_per_s"] = [run.extra.get("drain_jobs_per_s") for run in runs]
-    return best
 
 
 def _noop_once(opts: Options, concurrency: int) -> Result:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from syncbridge.bench.options import RSS_CONCURRENCIES, SCENARIOS, Options
-from syncbridge.bench.result import Result
+from syncbridge.bench.result import BenchUsageError, Result
 from syncbridge.bench.runner import plan, run
 from syncbridge.cli.app import App
 from syncbridge.cli.main import cli
@@ -99,12 +99,6 @@ def bench(
     def progress(message: str) -> None:
         click.echo(f"bench: {message}", err=True)
 
-    if repeat > 1 and rss:
-        raise click.UsageError("--repeat does not apply to --rss runs (each is sampled once)")
-    if repeat > 1 and scenarios and "noop" not in scenarios:
-        raise click.UsageError("--repeat applies to the noop scenario only: name noop")
-    if peers and scenarios and not {"noop", "enqueue"} & set(scenarios):
-        raise click.UsageError("--peers compares the noop and enqueue scenarios: name one")
     with tempfile.TemporaryDirectory(prefix="syncbridge-bench-logs-") as logs:
         options = Options(
             database_url=app.settings.database_url,
@@ -123,7 +117,10 @@ def bench(
             repeat=repeat,
             progress=progress,
         )
-        results = run(options, plan(scenarios, progress), with_peers=peers)
+        try:
+            results = run(options, plan(scenarios, progress), with_peers=peers)
+        except BenchUsageError as exc:
+            raise click.UsageError(str(exc)) from None
     if as_json:
         emit_json([result.to_dict() for result in results])
     else:

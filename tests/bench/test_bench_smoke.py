@@ -8,13 +8,14 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, inspect
 
 from syncbridge.bench.options import Options
-from syncbridge.bench.result import BenchError
+from syncbridge.bench.result import BenchError, BenchUsageError
 from syncbridge.bench.runner import plan, run
 from syncbridge.db.engine import normalise_url
 from syncbridge.plugins import Registry
@@ -121,6 +122,12 @@ def test_unsuitable_databases_are_refused(tmp_path: Any) -> None:
     )
     with pytest.raises(BenchError, match="PostgreSQL"):
         run(sqlite_file, ["noop"], with_peers=True)
+    # Ignored options are refused first, before any peer venv or database is made.
+    with pytest.raises(BenchUsageError, match="--peers compares"):
+        run(sqlite_file, ["latency"], with_peers=True)
+    with pytest.raises(BenchUsageError, match="noop scenario only"):
+        run(replace(sqlite_file, repeat=2), ["enqueue"])
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_repeat_keeps_the_fastest_run_and_records_every_run(database_url: str) -> None:
@@ -133,34 +140,20 @@ def test_repeat_keeps_the_fastest_run_and_records_every_run(database_url: str) -
     assert untouched(database_url)
 
 
-@pytest.mark.parametrize("repeat", ["0", "21", "two"])
-def test_a_bad_repeat_count_is_a_usage_error(repeat: str, tmp_path: Any) -> None:
-    url = f"sqlite:///{tmp_path}/x.db"
-    command = [sys.executable, "-m", "syncbridge", "--database-url", url, "bench", "noop"]
-    done = subprocess.run(
-        [*command, "--repeat", repeat],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 2 and "--repeat" in done.stderr
-    assert not (tmp_path / "x.db").exists()  # nothing made, nothing run
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
+        *((["noop", "--repeat", count], "--repeat") for count in ("0", "21", "two")),
         (["noop", "--rss", "--repeat", "2"], "--repeat does not apply to --rss"),
         (["latency", "--repeat", "3"], "noop scenario only"),
         (["latency", "--peers"], "--peers compares the noop and enqueue"),
     ],
 )
-def test_options_that_would_be_ignored_are_refused(
+def test_bad_options_and_options_that_would_be_ignored_are_usage_errors(
     args: list[str], message: str, tmp_path: Any
 ) -> None:
     url = f"sqlite:///{tmp_path}/x.db"
     command = [sys.executable, "-m", "syncbridge", "--database-url", url, "bench", *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and message in done.stderr
-    assert not (tmp_path / "x.db").exists()
+    assert not (tmp_path / "x.db").exists()  # nothing made, nothing run

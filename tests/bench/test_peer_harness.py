@@ -12,8 +12,7 @@ import pytest
 
 from syncbridge.bench import peers
 from syncbridge.bench.options import BULK_RUNS, Options
-from syncbridge.bench.result import BenchError, Result
-from syncbridge.bench.scenarios import fastest
+from syncbridge.bench.result import BenchError, Result, fastest
 
 JOBS = 1_000
 

@@ -111,6 +111,9 @@ class Worker:
         self._pending: list[Completion] = []
         self._stop = threading.Event()
         self._db_down_since: float | None = None
+        # The loop and the outcome writer both run store calls: the lost/reconnected
+        # transition is taken under this lock, so one outage is logged once.
+        self._db_state = threading.Lock()
         self._isolated_waiting = False  # one is due: let in-flight jobs drain, then run it
         self._isolated_pending = True  # one may exist: probe for it whenever idle
         self._listener: Listener | SqliteWatcher | None = None
@@ -449,20 +452,31 @@ class Worker:
     # -- helpers -------------------------------------------------------------------------------
 
     def _db(self, operation: Callable[[], T]) -> T | None:
-        """Run a store call; on a lost database log once, return None, and carry on."""
+        """Run a store call; on a lost database log once, return None, and carry on. Only a
+        call sent after the loss was noticed shows that the database is back: one already on
+        its way (the loop's claim while the writer's flush failed) may still get its answer."""
+        sent = time.monotonic()
         try:
             value = operation()
         except DBAPIError as exc:
-            if self._db_down_since is None:
-                self._db_down_since = time.monotonic()
+            with self._db_state:
+                first = self._db_down_since is None
+                if first:
+                    self._db_down_since = time.monotonic()
+            if first:
                 self._emit(
                     "database_lost", error=str(exc.orig or exc).splitlines()[0][:300], level="error"
                 )
             return None
         if self._db_down_since is not None:
-            down_for = time.monotonic() - self._db_down_since
-            self._db_down_since = None
-            self._emit("database_reconnected", down_seconds=round(down_for, 3))
+            with self._db_state:
+                down_since = self._db_down_since
+                back = down_since is not None and sent >= down_since
+                if back:
+                    self._db_down_since = None
+            if back:
+                down_for = time.monotonic() - down_since
+                self._emit("database_reconnected", down_seconds=round(down_for, 3))
         return value
 
     @staticmethod

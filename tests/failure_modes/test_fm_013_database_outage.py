@@ -24,17 +24,38 @@ from tests.failure_modes.support import request, violations
 from tests.helpers import fast_settings, registry_with
 
 
+def _gone(statement: str) -> OperationalError:
+    return OperationalError(statement, {}, Exception("server closed the connection"))
+
+
 class FlakyStore(Store):
-    """The real store, except that the next ``outages`` completion flushes fail as if the
-    database had gone away."""
+    """The real store, except that the database goes away at the next completion flush and
+    stays away for ``outages`` flushes. Meanwhile the worker's other store calls (claim,
+    renewals, the rescuer's probes) fail too, as they would in a real outage: a renewal that
+    got through would rightly be logged as the database coming back."""
 
     outages = 0
+    down = False
 
     def complete(self, completions: Sequence[Completion], *args: Any) -> list[CompletionResult]:
         if self.outages > 0:
             self.outages -= 1
-            raise OperationalError("UPDATE jobs", {}, Exception("server closed the connection"))
+            self.down = self.outages > 0
+            raise _gone("UPDATE jobs")
         return super().complete(completions, *args)
+
+
+def _fails_while_down(name: str) -> Callable[..., Any]:
+    def call(self: FlakyStore, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            raise _gone(name)
+        return getattr(Store, name)(self, *args, **kwargs)
+
+    return call
+
+
+for _name in ("claim", "renew", "rescue", "isolated_pending", "isolated_due", "has_runnable"):
+    setattr(FlakyStore, _name, _fails_while_down(_name))
 
 
 class UnsafeWorker(Worker):
@@ -77,3 +98,27 @@ def test_prevented_worker_keeps_outcomes_and_writes_them_when_the_database_retur
     assert events.count("database_lost") == 1  # logged once, not once per retry
     assert events.count("database_reconnected") == 1
     assert violations(store) == {}
+
+
+def test_an_answer_to_a_call_sent_before_the_loss_does_not_end_the_outage(
+    live_store: Store,
+) -> None:
+    """The loop's claim is on its way when the writer's flush finds the database gone; the
+    claim's late answer says nothing about now, so the outage is logged once and ends with the
+    first call sent after it."""
+    worker = Worker(live_store, registry_with(), fast_settings(), concurrency=1)
+
+    def flush_fails() -> None:
+        raise _gone("UPDATE jobs")
+
+    def claim_answered_after_the_flush_failed() -> str:
+        assert worker._db(flush_fails) is None  # the other thread, meanwhile
+        return "claimed"
+
+    with structlog.testing.capture_logs() as logs:
+        assert worker._db(claim_answered_after_the_flush_failed) == "claimed"
+        assert worker._db_down_since is not None  # still down: claiming stays paused
+        assert worker._db(lambda: "renewed") == "renewed"  # sent after the loss: it is back
+        assert worker._db(lambda: "claimed") == "claimed"
+    events = [line["event"] for line in logs]
+    assert events == ["database_lost", "database_reconnected"]

@@ -95,9 +95,15 @@ class HeldConnection:
 
     Kept, a connection skips the checkout and its pre-ping; it is tested by use instead. When it
     turns out broken (a server restart while it sat idle), it is dropped and the work runs once
-    more on a freshly checked-out (pinged) connection. Only idempotent work may run here: the
-    one-statement ``INSERT .. ON CONFLICT DO NOTHING`` is, since if the first try did commit, the
-    second meets the conflict and the caller's slow path returns that job.
+    more on a freshly checked-out (pinged) connection. Only work that is safe to send twice may
+    run here, since the first try may have committed before the connection broke:
+
+    - the single enqueue's ``INSERT .. ON CONFLICT DO NOTHING``: the second try meets the
+      conflict and the caller's slow path returns that job;
+    - the worker's claim: a batch claimed by a first try whose answer was lost waits out its
+      lease and is rescued, as after any lost answer (a pooled connection loses it the same way);
+    - the worker's fenced success flush: a second write changes nothing (its jobs come back as
+      not applied, a ``lease_lost`` warning), as when a batch is written again after an outage.
 
     One set per engine (see :func:`held_connection`), so stores sharing an engine share the
     slots. A caller takes the first free slot, so one caller at a time keeps one connection, and

@@ -34,7 +34,7 @@ from syncbridge.db.sqlite_watch import SqliteWatcher
 from syncbridge.executor import context_for
 from syncbridge.handler_pool import AttemptKey, HandlerPool
 from syncbridge.jobtypes import JobContext, JobType
-from syncbridge.logs import get_logger
+from syncbridge.logs import get_logger, lines_written_together
 from syncbridge.models import Completion, CompletionResult, ErrorSnapshot, Job
 from syncbridge.plugins import Registry
 from syncbridge.reconcile import reconcile
@@ -192,8 +192,9 @@ class Worker:
 
     def tick(self) -> None:
         """One round: collect outcomes, enforce timeouts, claim, flush, renew, rescue."""
-        self._collect()
-        self._enforce_timeouts()
+        with lines_written_together():  # no I/O but the log lines: one write for them all
+            self._collect()
+            self._enforce_timeouts()
         if not self._stop.is_set():
             self._claim()  # first: a job that just arrived starts before the bookkeeping
         self._flush()

@@ -18,7 +18,12 @@ from sqlalchemy.exc import OperationalError
 from syncbridge.clock import FakeClock
 from syncbridge.db.engine import make_engine
 from syncbridge.db.queries import Store
-from syncbridge.logs import configure_logging, get_logger
+from syncbridge.logs import (
+    LineLoggerFactory,
+    configure_logging,
+    get_logger,
+    lines_written_together,
+)
 from syncbridge.metrics import Metrics, WorkerMetrics
 from syncbridge.models import EnqueueRequest
 from syncbridge.worker import Worker
@@ -179,7 +184,7 @@ def test_lines_to_a_file_go_through_its_binary_layer_in_order(
         log = get_logger(worker_id="w1")
         log.info("first", n=1)
         log.info("hostile", entity_id="\udc80", at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC))
-    assert isinstance(structlog.get_config()["logger_factory"], structlog.BytesLoggerFactory)
+    assert isinstance(structlog.get_config()["logger_factory"], LineLoggerFactory)
     lines = path.read_text().splitlines()
     assert lines[0] == "before"
     first, hostile = (json.loads(line) for line in lines[1:])
@@ -189,6 +194,72 @@ def test_lines_to_a_file_go_through_its_binary_layer_in_order(
     for record in (first, hostile):
         stamp = datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
         assert record["timestamp"].endswith("Z") and stamp.utcoffset() == timedelta(0)
+
+
+class CountingFile(io.BytesIO):
+    """A binary file that counts its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, data: Any) -> int:
+        self.writes += 1
+        return super().write(data)
+
+
+def counting_stream() -> tuple[io.TextIOWrapper, CountingFile]:
+    binary = CountingFile()
+    return io.TextIOWrapper(binary, encoding="utf-8"), binary  # type: ignore[arg-type]
+
+
+def test_lines_written_together_go_out_in_one_write_at_the_end_in_order(
+    restore_structlog: None,
+) -> None:
+    """The worker logs a tick's finished attempts inside this block: one write, not one a line,
+    and nothing held past the block's end, even when it ends by an exception."""
+    stream, binary = counting_stream()
+    configure_logging("json", "info", stream)
+    log = get_logger(worker_id="w1")
+    with pytest.raises(RuntimeError), lines_written_together():
+        for n in range(5):
+            log.info("attempt_finished", n=n)
+            with lines_written_together():  # nested: the outer block writes
+                log.warning("inner", n=n)
+        assert binary.writes == 0 and binary.getvalue() == b""
+        raise RuntimeError("the tick failed")
+    assert binary.writes == 1
+    records = [json.loads(line) for line in binary.getvalue().splitlines()]
+    assert [(r["event"], r["n"]) for r in records] == [
+        (event, n) for n in range(5) for event in ("attempt_finished", "inner")
+    ]
+    log.info("after")  # outside the block: written at once, as before
+    assert binary.writes == 2 and json.loads(binary.getvalue().splitlines()[-1])["event"] == "after"
+
+
+def test_lines_of_other_threads_are_not_held(restore_structlog: None) -> None:
+    import threading
+
+    stream, binary = counting_stream()
+    configure_logging("json", "info", stream)
+    log = get_logger()
+    with lines_written_together():
+        log.info("held")
+        other = threading.Thread(target=lambda: log.info("handler_line"))
+        other.start()
+        other.join()
+        assert [json.loads(line)["event"] for line in binary.getvalue().splitlines()] == [
+            "handler_line"
+        ]
+    assert json.loads(binary.getvalue().splitlines()[-1])["event"] == "held"
+
+
+def test_lines_to_a_text_stream_are_not_held(restore_structlog: None) -> None:
+    stream = io.StringIO()
+    configure_logging("json", "info", stream)
+    with lines_written_together():
+        get_logger().info("at_once")
+        assert json.loads(stream.getvalue())["event"] == "at_once"
 
 
 def test_json_loads_reads_what_orjson_refuses() -> None:

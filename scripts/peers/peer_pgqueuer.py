@@ -66,6 +66,11 @@ RESULTS_SQL = (
     " extract(epoch FROM max(created) FILTER (WHERE status = 'successful'))"
     " FROM pgqueuer_log"
 )
+# For runner.steady_seconds: the epoch of the success at a rank (0-based) by time.
+FINISHED_AT_RANK_SQL = (
+    "SELECT extract(epoch FROM created) FROM pgqueuer_log WHERE status = 'successful'"
+    " ORDER BY created, id OFFSET %s LIMIT 1"
+)
 
 
 async def work(dsn: str, concurrency: int, batch_size: int | None) -> None:

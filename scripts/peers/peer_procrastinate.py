@@ -49,6 +49,11 @@ RESULTS_SQL = (
     " extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded'))"
     " FROM procrastinate_events"
 )
+# For runner.steady_seconds: the epoch of the success at a rank (0-based) by time.
+FINISHED_AT_RANK_SQL = (
+    "SELECT extract(epoch FROM at) FROM procrastinate_events WHERE type = 'succeeded'"
+    " ORDER BY at, id OFFSET %s LIMIT 1"
+)
 
 
 async def work(dsn: str, concurrency: int, batch_size: int | None) -> None:

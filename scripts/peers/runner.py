@@ -1,7 +1,8 @@
 """Peer benchmark harness: the ``noop`` scenario of ``syncbridge bench`` for another job queue.
 
 Run with the peers' own Python (``syncbridge bench --peers`` creates that venv); prints one JSON
-line: ``{"system", "version", "variant", "jobs", "succeeded", "seconds", "drain_seconds"}``.
+line: ``{"system", "version", "variant", "jobs", "succeeded", "seconds", "drain_seconds",
+"steady_seconds", "exit_seconds"}``.
 
     python scripts/peers/runner.py pgqueuer --dsn postgresql://... --jobs 20000 \
         --processes 2 --concurrency 100
@@ -10,7 +11,9 @@ The database must be empty: the harness installs the peer's schema, bulk-enqueue
 no-op jobs, starts ``--processes`` worker processes that exit once the queue is drained, and
 reads the peer's own tables for the last job's finish: ``seconds`` runs from worker start to
 it, ``drain_seconds`` from the first job's start to it (the same two measures syncbridge's
-``noop`` reports); ``exit_seconds`` is worker start to the last worker's exit.
+``noop`` reports); ``steady_seconds`` runs between the successes at the 10th and 90th
+percentile by time (as ``syncbridge.bench.measure.steady_ranks``); ``exit_seconds`` is worker
+start to the last worker's exit.
 
 With ``--enqueue-runs N`` it measures bulk enqueue instead (PgQueuer only): N timed calls of
 ``--jobs`` jobs each, printed as ``runs_seconds``.
@@ -45,6 +48,26 @@ async def results(dsn: str, sql: str) -> tuple[int, float | None, float | None]:
             None if first is None else float(first),
             None if last is None else float(last),
         )
+
+
+def steady_ranks(count: int) -> tuple[int, int]:
+    """The 10th and 90th percentile ranks, by finish time: syncbridge's own
+    ``measure.steady_ranks`` (this script runs in the peers' venv, without syncbridge)."""
+    return count // 10, count * 9 // 10
+
+
+async def steady_seconds(dsn: str, sql: str, count: int) -> float:
+    """Seconds between the successes at :func:`steady_ranks`, read from the peer's tables."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        bounds = []
+        for rank in steady_ranks(count):
+            cursor = await conn.execute(sql, (rank,))
+            row = await cursor.fetchone()
+            assert row is not None
+            bounds.append(float(row[0]))
+        return bounds[1] - bounds[0]
 
 
 def main() -> None:
@@ -89,6 +112,7 @@ def main() -> None:
     succeeded, first, last = asyncio.run(results(args.dsn, peer.RESULTS_SQL))
     if first is None or last is None:
         sys.exit(f"{args.peer} recorded no finished job")
+    steady = asyncio.run(steady_seconds(args.dsn, peer.FINISHED_AT_RANK_SQL, succeeded))
     report = {
         "system": args.peer,
         "version": peer.version(),
@@ -97,6 +121,7 @@ def main() -> None:
         "succeeded": succeeded,
         "seconds": last - started_epoch,
         "drain_seconds": last - first,
+        "steady_seconds": steady,
         "exit_seconds": exited,
     }
     print(json.dumps(report))

@@ -38,11 +38,36 @@ class Window:
             return 0.0
         return (self.last_finished - start).total_seconds()
 
+    # The finishes of the jobs at ranks STEADY_RANKS of ``succeeded`` (see steady_ranks).
+    steady_from: datetime | None = None
+    steady_to: datetime | None = None
+
     @property
     def drain_seconds(self) -> float:
         if self.first_started is None or self.last_finished is None:
             return 0.0
         return (self.last_finished - self.first_started).total_seconds()
+
+    @property
+    def steady_seconds(self) -> float:
+        if self.steady_from is None or self.steady_to is None:
+            return 0.0
+        return (self.steady_to - self.steady_from).total_seconds()
+
+
+def steady_ranks(count: int) -> tuple[int, int]:
+    """The 0-based ranks, by finish time, of the jobs whose finishes bound the steady window:
+    the 10th and the 90th percentile. The rate between them leaves out the start (processes
+    importing, connecting, a first claim) and the tail (the last batches of a drained queue),
+    where systems differ by quirks of their start-up rather than by their rate; the peers'
+    harness uses the same ranks (``scripts/peers/runner.py``)."""
+    return count // 10, count * 9 // 10
+
+
+def steady_rate(count: int, seconds: float) -> float:
+    """Jobs per second between the finishes at :func:`steady_ranks`."""
+    low, high = steady_ranks(count)
+    return (high - low) / seconds if seconds > 0 else 0.0
 
 
 def noop_requests(
@@ -148,7 +173,11 @@ def window(engine: Engine, first: int | None = None) -> Window:
     query = select(func.count(), func.min(sub.c.started_at), func.max(sub.c.finished_at))
     with engine.connect() as conn:
         count, started, finished = conn.execute(query).one()
-    return Window(int(count), started, finished)
+        bounds = []
+        for rank in steady_ranks(int(count)) if count else ():
+            at_rank = select(sub.c.finished_at).order_by(sub.c.finished_at).offset(rank).limit(1)
+            bounds.append(conn.execute(at_rank).scalar_one())
+    return Window(int(count), started, finished, *bounds)
 
 
 def start_latencies_ms(engine: Engine, entity_prefix: str) -> list[float]:

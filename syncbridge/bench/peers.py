@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from syncbridge.bench.measure import steady_rate
 from syncbridge.bench.options import BULK_RUNS, Options
-from syncbridge.bench.result import BenchError, Result, fastest
+from syncbridge.bench.result import BenchError, Result
 from syncbridge.bench.sandbox import postgres_database
 
 # (peer, dequeue batch): PgQueuer at its default batch (10) and at the 100 it is fastest with.
@@ -60,15 +61,9 @@ def _has_peers(python: Path) -> bool:
     return subprocess.run(check, capture_output=True, check=False).returncode == 0
 
 
-def run_all(opts: Options, python: Path) -> list[Result]:
-    """Each peer run; PgQueuer's ``opts.repeat`` times, keeping the fastest (as for syncbridge's
-    own ``noop``). Procrastinate runs once: at two minutes a run and a hundredth of the others'
-    rate, repeating it would only lengthen the benchmark."""
-    results = []
-    for peer, batch in PEER_RUNS:
-        times = opts.repeat if peer == "pgqueuer" else 1
-        results.append(fastest([_run_peer(opts, python, peer, batch) for _ in range(times)]))
-    return results
+def run_noop(opts: Options, python: Path, peer: str, batch: int | None) -> Result:
+    """One run of ``peer``'s no-op drain (the runner decides how often and in which order)."""
+    return _run_peer(opts, python, peer, batch)
 
 
 def run_enqueue(opts: Options, python: Path) -> list[Result]:
@@ -128,6 +123,7 @@ def _run_peer(opts: Options, python: Path, peer: str, batch: int | None) -> Resu
             "exit_seconds": round(report["exit_seconds"], 4),
             "drain_seconds": round(drain, 4),
             "drain_jobs_per_s": round(count / drain, 1) if drain > 0 else 0.0,
+            "steady_jobs_per_s": round(steady_rate(count, report["steady_seconds"]), 1),
         },
     )
 

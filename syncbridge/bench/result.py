@@ -56,6 +56,10 @@ def fastest(runs: list[Result]) -> Result:
     best = max(runs, key=lambda run: float(run.extra.get("drain_jobs_per_s") or 0.0))
     if len(runs) > 1:
         best.extra["runs_drain_jobs_per_s"] = [run.extra.get("drain_jobs_per_s") for run in runs]
+        if all("steady_jobs_per_s" in run.extra for run in runs):
+            steady = [run.extra["steady_jobs_per_s"] for run in runs]
+            best.extra["runs_steady_jobs_per_s"] = steady
+            best.extra["best_steady_jobs_per_s"] = max(steady)
     return best
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 
 from syncbridge.bench import peers as peer_runs
 from syncbridge.bench.options import SCENARIOS, Options
-from syncbridge.bench.result import BenchError, BenchUsageError, Result
+from syncbridge.bench.result import BenchError, BenchUsageError, Result, fastest
 from syncbridge.bench.sandbox import backend_of
-from syncbridge.bench.scenarios import backlog, enqueue, latency, noop
+from syncbridge.bench.scenarios import backlog, enqueue, latency, noop, noop_once
 from syncbridge.bench.sync import require_job_type, sync
 
 RUNNERS: dict[str, Callable[[Options], list[Result]]] = {
@@ -57,9 +58,10 @@ def run(opts: Options, scenarios: Sequence[str], with_peers: bool = False) -> li
         python = peer_runs.ensure_venv(opts.progress)
     steps: list[Callable[[], list[Result]]] = []
     for scenario in scenarios:
-        steps.append(partial(RUNNERS[scenario], opts))
         if scenario == "noop" and with_peers:
-            steps.append(partial(peer_runs.run_all, opts, python))
+            steps.append(partial(_noop_beside_peers, opts, python))
+            continue
+        steps.append(partial(RUNNERS[scenario], opts))
         if scenario == "enqueue" and with_peers:
             steps.append(partial(peer_runs.run_enqueue, opts, python))
     results: list[Result] = []
@@ -69,4 +71,26 @@ def run(opts: Options, scenarios: Sequence[str], with_peers: bool = False) -> li
         for result in step():
             result.extra["load_1m_before"] = round(load, 2)
             results.append(result)
+    return results
+
+
+def _noop_beside_peers(opts: Options, python: Path) -> list[Result]:
+    """syncbridge's ``noop`` and the peers' on the same server. The repeated runs take turns
+    (syncbridge, PgQueuer at batch 10, PgQueuer at batch 100, then again), so that a slow
+    spell of a shared host falls on every side alike; each keeps its fastest run. Procrastinate
+    runs once: at two minutes a run and a hundredth of the others' rate, repeating it would
+    only lengthen the benchmark."""
+    repeated = [(peer, batch) for peer, batch in peer_runs.PEER_RUNS if peer != "procrastinate"]
+    ours: list[Result] = []
+    theirs: dict[tuple[str, int | None], list[Result]] = {key: [] for key in repeated}
+    for _ in range(opts.repeat):
+        ours.append(noop_once(opts, opts.concurrency))
+        for peer, batch in repeated:
+            theirs[(peer, batch)].append(peer_runs.run_noop(opts, python, peer, batch))
+    results = [fastest(ours)]
+    for peer, batch in peer_runs.PEER_RUNS:
+        if (peer, batch) in theirs:
+            results.append(fastest(theirs[(peer, batch)]))
+        else:
+            results.append(peer_runs.run_noop(opts, python, peer, batch))
     return results

@@ -26,11 +26,11 @@ def noop(opts: Options) -> list[Result]:
     to the last success, as the database recorded it. With ``repeat`` (not with ``rss``), the
     fastest of that many runs, each in a fresh database, every run's rate recorded."""
     if opts.rss:
-        return [_noop_once(opts, concurrency) for concurrency in opts.rss_concurrencies]
-    return [fastest([_noop_once(opts, opts.concurrency) for _ in range(opts.repeat)])]
+        return [noop_once(opts, concurrency) for concurrency in opts.rss_concurrencies]
+    return [fastest([noop_once(opts, opts.concurrency) for _ in range(opts.repeat)])]
 
 
-def _noop_once(opts: Options, concurrency: int) -> Result:
+def noop_once(opts: Options, concurrency: int) -> Result:
     count = opts.jobs_for("noop")
     with sandbox(opts.database_url, "noop") as box:
         opts.progress(f"noop: enqueueing {count} jobs ({box.backend})")
@@ -58,7 +58,7 @@ def _noop_once(opts: Options, concurrency: int) -> Result:
             processes=opts.processes,
             concurrency=concurrency,
             succeeded=done.succeeded,
-            extra=_drain(count, done.drain_seconds),
+            extra=_drain(count, done),
         )
         if opts.rss:  # the process that grew most
             samples = max((p.rss_kb for p in procs), key=lambda kb: max(kb, default=0))
@@ -236,15 +236,18 @@ def _backlog_once(opts: Options, size: int) -> Result:
             concurrency=opts.concurrency,
             succeeded=done.succeeded,
             extra={"pending": count + size, "fill_seconds": round(fill_seconds, 3)}
-            | _drain(count, done.drain_seconds),
+            | _drain(count, done),
         )
 
 
-def _drain(count: int, seconds: float) -> dict[str, float]:
-    """Rate from the first attempt's start to the last success (worker start-up left out)."""
+def _drain(count: int, done: measure.Window) -> dict[str, float]:
+    """Rate from the first attempt's start to the last success (worker start-up left out), and
+    the steady rate (``measure.steady_ranks``)."""
+    seconds = done.drain_seconds
     return {
         "drain_seconds": round(seconds, 4),
         "drain_jobs_per_s": round(count / seconds, 1) if seconds > 0 else 0.0,
+        "steady_jobs_per_s": round(measure.steady_rate(count, done.steady_seconds), 1),
     }
 
 

@@ -19,7 +19,7 @@ pass_app = click.make_pass_decorator(App)
 
 COLUMNS: tuple[str, ...] = (
     *("system", "scenario", "variant", "backend", "jobs", "P x C", "seconds", "jobs/s"),
-    *("drain jobs/s", "p50 ms", "p95 ms", "p99 ms", "notes"),
+    *("drain jobs/s", "steady jobs/s", "p50 ms", "p95 ms", "p99 ms", "notes"),
 )
 
 
@@ -140,11 +140,18 @@ def _row(result: Result) -> tuple[Any, ...]:
         f"{result.seconds:.3f}",
         f"{result.jobs_per_s:,.0f}",
         f"{extra['drain_jobs_per_s']:,.0f}" if "drain_jobs_per_s" in extra else "",
+        f"{steady:,.0f}" if (steady := _steady(extra)) is not None else "",
         result.p50_ms,
         result.p95_ms,
         result.p99_ms,
         _notes(extra),
     )
+
+
+def _steady(extra: dict[str, Any]) -> float | None:
+    """The steady rate; of repeated runs, the best (each run's is in the JSON)."""
+    steady = extra.get("best_steady_jobs_per_s", extra.get("steady_jobs_per_s"))
+    return None if steady is None else float(steady)
 
 
 def _notes(extra: dict[str, Any]) -> str:

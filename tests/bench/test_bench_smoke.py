@@ -136,6 +136,9 @@ def test_repeat_keeps_the_fastest_run_and_records_every_run(database_url: str) -
     )
     runs = noop["runs_drain_jobs_per_s"]
     assert len(runs) == 2 and noop["drain_jobs_per_s"] == max(runs)
+    steady = noop["runs_steady_jobs_per_s"]
+    assert len(steady) == 2 and noop["best_steady_jobs_per_s"] == max(steady)
+    assert all(rate > 0 for rate in steady)  # read back from both databases' attempt rows
     assert noop["succeeded"] == 20
     assert untouched(database_url)
 

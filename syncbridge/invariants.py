@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select
-from sqlalchemy.orm import aliased
 
 from syncbridge.db.queries import Store
 from syncbridge.db.schema import attempts, jobs, ledger, workers
@@ -39,7 +38,7 @@ def run_checks(store: Store, lease_grace_seconds: float = 30.0) -> list[CheckRes
     stay unrecovered while a worker is alive (rescue interval plus slack)."""
     now = store.clock.now()
     grace = timedelta(seconds=lease_grace_seconds)
-    original = aliased(jobs)
+    original = jobs.alias()
     checks: list[tuple[str, str, Any]] = [
         (
             "INV_001",

@@ -16,9 +16,11 @@ to interpret; a 2xx that is not a JSON object -> ``UpstreamUnavailable`` (see ``
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -224,23 +226,67 @@ def _detail(response: httpx.Response) -> str:
     return str(body)[:200]
 
 
+class Upstreams(Mapping[str, "UpstreamClient"]):
+    """The upstream clients by name, each made on first use: a worker whose job types call no
+    upstream never builds one (each httpx client's SSL context cost about 35 ms of CPU at
+    start-up). Safe to use from many handler threads."""
+
+    def __init__(self, makers: Mapping[str, Callable[[], UpstreamClient]]) -> None:
+        self._makers = dict(makers)
+        self._made: dict[str, UpstreamClient] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __getitem__(self, name: str) -> UpstreamClient:
+        client = self._made.get(name)
+        if client is not None:
+            return client
+        with self._lock:
+            if name not in self._made:
+                maker = self._makers[name]  # KeyError for an upstream nobody configured
+                if self._closed:
+                    raise RuntimeError(f"upstream {name!r} asked for after the upstreams closed")
+                self._made[name] = maker()
+            return self._made[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._makers)
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+    def close(self) -> None:
+        """Close the clients made so far; none is made after this."""
+        with self._lock:
+            self._closed = True
+            made = list(self._made.values())
+        for client in made:
+            client.close()
+
+
 def build_upstreams(
     settings: Settings,
     transports: Mapping[str, httpx.BaseTransport] | None = None,
     on_response: ResponseHook | None = None,
-) -> dict[str, UpstreamClient]:
+) -> Upstreams:
     """``{"crm": ..., "billing": ...}``; ``transports`` (tests) by upstream name."""
     transports = transports or {}
     urls = {"crm": settings.crm_url, "billing": settings.billing_url}
-    return {
-        name: UpstreamClient.create(
-            name, url, settings.upstream_timeout_seconds, transports.get(name), on_response
-        )
-        for name, url in urls.items()
-    }
+    timeout = settings.upstream_timeout_seconds
+    return Upstreams(
+        {
+            name: partial(
+                UpstreamClient.create, name, url, timeout, transports.get(name), on_response
+            )
+            for name, url in urls.items()
+        }
+    )
 
 
 def close_upstreams(upstreams: Mapping[str, UpstreamClient]) -> None:
+    if isinstance(upstreams, Upstreams):
+        upstreams.close()  # without making the ones never used
+        return
     for client in upstreams.values():
         client.close()
 

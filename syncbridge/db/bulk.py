@@ -14,7 +14,6 @@ from typing import Any
 import psycopg
 from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
 
 from syncbridge.db import driver_sql, sqlite_sql
 from syncbridge.db.base import params_hash
@@ -239,7 +238,7 @@ class BulkStore(OperatorStore):
     def prune(self, finished_before: datetime, dry_run: bool = False) -> int:
         """Delete terminal jobs finished before the cutoff, with their attempts, except those
         that an idempotency key, a ledger row or a replay link still needs."""
-        replayer = aliased(jobs)
+        replayer = jobs.alias()
         doomed = select(jobs.c.id).where(
             jobs.c.state.in_([str(s) for s in TERMINAL_STATES]),
             jobs.c.finished_at < finished_before,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import unquote
 
 import httpx
@@ -367,6 +368,46 @@ def test_build_upstreams_follows_the_settings_and_close_upstreams_closes_them() 
     for upstream in upstreams.values():
         with pytest.raises(RuntimeError, match="closed"):
             upstream.get_json("/customers/c_1")
+
+
+def test_upstream_clients_are_made_on_first_use_once_even_from_many_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker running only job types that call no upstream builds no HTTP client (start-up
+    CPU); fifty handler threads asking at once share one client per upstream."""
+    import threading
+
+    made: list[str] = []
+    create = UpstreamClient.create.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[UpstreamClient], name: str, *args: Any, **kwargs: Any) -> Any:
+        made.append(name)
+        return create(cls, name, *args, **kwargs)
+
+    monkeypatch.setattr(UpstreamClient, "create", classmethod(counting))
+    upstreams = build_upstreams(Settings(crm_url="http://crm.test", billing_url="http://b.test"))
+    assert sorted(upstreams) == ["billing", "crm"] and len(upstreams) == 2 and made == []
+    start = threading.Barrier(50)
+    seen: list[UpstreamClient] = []
+
+    def ask() -> None:
+        start.wait()
+        seen.append(upstreams["crm"])
+
+    threads = [threading.Thread(target=ask) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert made == ["crm"] and len({id(client) for client in seen}) == 1
+    with pytest.raises(KeyError):
+        upstreams["ledger"]
+    close_upstreams(upstreams)
+    assert made == ["crm"]  # closing makes none of the unused ones
+    with pytest.raises(RuntimeError, match="closed"):
+        seen[0].get_json("/customers/c_1")
+    with pytest.raises(RuntimeError, match="after the upstreams closed"):
+        upstreams["billing"]
 
 
 # --- find_invoice_by_external_id ---------------------------------------------------------------

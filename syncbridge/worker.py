@@ -110,6 +110,7 @@ class Worker:
         self._zombies: set[AttemptKey] = set()
         self._pending: list[Completion] = []
         self._stop = threading.Event()
+        self._stop_signalled = False  # set by a signal handler: no lock may be taken there
         self._db_down_since: float | None = None
         # The loop and the outcome writer both run store calls: the lost/reconnected
         # transition is taken under this lock, so one outage is logged once.
@@ -129,9 +130,18 @@ class Worker:
     # -- public --------------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Claim nothing more; finish in-flight jobs within the grace period (signal-safe)."""
+        """Claim nothing more; finish in-flight jobs within the grace period. For other threads:
+        a signal handler calls :meth:`request_stop_from_signal`."""
         self._stop.set()
         self._wake.set()
+
+    def request_stop_from_signal(self) -> None:
+        """:meth:`request_stop` for a signal handler. Python runs a handler on the main thread,
+        which is the loop's, between two bytecodes: possibly inside ``_wake``'s ``wait``,
+        ``set`` or ``clear``, while the loop holds the event's lock. Taking that lock again
+        there would hang the worker for good (FM_028), so only a plain flag is set here; the
+        loop turns it into a stop within one poll interval."""
+        self._stop_signalled = True
 
     @property
     def stuck_threads(self) -> int:
@@ -174,6 +184,8 @@ class Worker:
         grace_deadline: float | None = None
         try:
             while True:
+                if self._stop_signalled and not self._stop.is_set():
+                    self._stop.set()  # here, on the loop thread, outside any lock
                 self.tick()
                 if self._stop.is_set():
                     if grace_deadline is None:
@@ -455,29 +467,26 @@ class Worker:
     def _db(self, operation: Callable[[], T]) -> T | None:
         """Run a store call; on a lost database log once, return None, and carry on. Only a
         call sent after the loss was noticed shows that the database is back: one already on
-        its way (the loop's claim while the writer's flush failed) may still get its answer."""
+        its way (the loop's claim while the writer's flush failed) may still get its answer.
+        The lost and reconnected events are emitted under the transition's lock, so that they
+        come out in the order of the transitions (the ``database_up`` gauge follows them)."""
         sent = time.monotonic()
         try:
             value = operation()
         except DBAPIError as exc:
             with self._db_state:
-                first = self._db_down_since is None
-                if first:
+                if self._db_down_since is None:
                     self._db_down_since = time.monotonic()
-            if first:
-                self._emit(
-                    "database_lost", error=str(exc.orig or exc).splitlines()[0][:300], level="error"
-                )
+                    error = str(exc.orig or exc).splitlines()[0][:300]
+                    self._emit("database_lost", error=error, level="error")
             return None
         if self._db_down_since is not None:
             with self._db_state:
                 down_since = self._db_down_since
-                back = down_since is not None and sent >= down_since
-                if back:
+                if down_since is not None and sent >= down_since:
                     self._db_down_since = None
-            if back:
-                down_for = time.monotonic() - down_since
-                self._emit("database_reconnected", down_seconds=round(down_for, 3))
+                    down_for = time.monotonic() - down_since
+                    self._emit("database_reconnected", down_seconds=round(down_for, 3))
         return value
 
     @staticmethod

@@ -99,7 +99,7 @@ def worker(
     )
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        runner.request_stop()
+        runner.request_stop_from_signal()  # takes no lock: see its docstring
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)

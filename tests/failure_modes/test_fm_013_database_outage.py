@@ -9,6 +9,8 @@ tests/integration/test_database_restart.py.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -122,3 +124,49 @@ def test_an_answer_to_a_call_sent_before_the_loss_does_not_end_the_outage(
         assert worker._db(lambda: "claimed") == "claimed"
     events = [line["event"] for line in logs]
     assert events == ["database_lost", "database_reconnected"]
+
+
+def test_outage_events_come_out_in_the_order_of_the_transitions(live_store: Store) -> None:
+    """The writer's flush fails while the loop's renewals succeed, over and over, on two
+    threads: the events (and the ``database_up`` gauge fed by them) must alternate, lost first.
+    Emitted after the transition's lock was released, a thread switch between the two could
+    put a ``database_lost`` after the ``database_reconnected`` of a later transition; a slow
+    log line (a full pipe, a slow disk) makes that window wide."""
+    events: list[str] = []
+
+    def slow_line(_logger: Any, _method: str, event: Any) -> Any:
+        if event.get("event") == "database_lost":  # its line is the slow one
+            time.sleep(0.002)
+        raise structlog.DropEvent
+
+    def flush_fails() -> None:
+        raise _gone("UPDATE jobs")
+
+    saved = structlog.get_config()
+    structlog.configure(processors=[slow_line])
+    try:
+        worker = Worker(
+            live_store,
+            registry_with(),
+            fast_settings(),
+            on_event=lambda event, _fields: events.append(event),
+        )
+
+        def hammer(operation: Callable[[], Any]) -> None:
+            for _ in range(300):
+                worker._db(operation)
+
+        threads = [
+            threading.Thread(target=hammer, args=(flush_fails,)),
+            threading.Thread(target=hammer, args=(lambda: None,)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        structlog.configure(**saved)
+    outage = [e for e in events if e in ("database_lost", "database_reconnected")]
+    assert outage, "the two threads never crossed"
+    expected = ["database_lost", "database_reconnected"] * len(outage)
+    assert outage == expected[: len(outage)]

@@ -22,6 +22,8 @@ from syncbridge.states import AttemptOutcome
 
 TRACEBACK_TAIL_LINES = 12
 MESSAGE_LIMIT = 2000
+TRACEBACK_LIMIT = 4000
+ERROR_CLASS_LIMIT = 200  # attempts.error_class
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,16 @@ class AttemptReport:
     effect: AppliedEffect | None = None
 
 
+def storable(text: str, limit: int, keep_end: bool = False) -> str:
+    """``text`` as both databases store it: lone surrogates (no UTF-8 form) and NUL (which
+    PostgreSQL refuses in text) written as backslash escapes, then cut to ``limit`` characters.
+    An exception's text is whatever a handler or an upstream put there; one unstorable
+    character must not make the outcome unwritable (the writer would retry it forever and
+    every outcome queued behind it would wait)."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return text[-limit:] if keep_end else text[:limit]
+
+
 def classify(exc: BaseException) -> AttemptReport:
     tail = "".join(traceback.format_exception(exc)[-TRACEBACK_TAIL_LINES:])
     if isinstance(exc, SyncBridgeError):
@@ -38,13 +50,14 @@ def classify(exc: BaseException) -> AttemptReport:
         http_status = exc.http_status
     else:
         retryable, http_status = True, None
+    name = type(exc).__name__
     snapshot = ErrorSnapshot(
-        error_class=type(exc).__name__,
-        message=(str(exc) or type(exc).__name__)[:MESSAGE_LIMIT],
+        error_class=storable(name, ERROR_CLASS_LIMIT),
+        message=storable(str(exc) or name, MESSAGE_LIMIT),
         retryable=retryable,
         http_status=http_status,
         retry_after=exc.retry_after if isinstance(exc, UpstreamRateLimited) else None,
-        traceback_tail=tail[-4000:],
+        traceback_tail=storable(tail, TRACEBACK_LIMIT, keep_end=True),
     )
     outcome = AttemptOutcome.ERROR if retryable else AttemptOutcome.FAILED
     return AttemptReport(outcome, error=snapshot)

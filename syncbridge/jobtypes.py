@@ -25,17 +25,49 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from syncbridge.errors import ValidationError
+
 if TYPE_CHECKING:
     from syncbridge.upstream import UpstreamClient
 
 
+# The ledger's columns (``db/schema.py``): what an effect's fields must fit.
+EFFECT_FIELD_LIMITS = {"effect_key": 255, "upstream": 100, "upstream_ref": 255}
+
+
 @dataclass(frozen=True)
 class AppliedEffect:
-    """An effect the handler applied upstream (or found already applied)."""
+    """An effect the handler applied upstream (or found already applied).
+
+    Refused when made (a terminal :class:`ValidationError`, so the attempt fails with a clear
+    error) if a field cannot be stored in the ledger: empty key or upstream, longer than its
+    column, a NUL or a lone surrogate. Stored as it was, such an effect would make the whole
+    batch of outcomes around it unwritable."""
 
     effect_key: str
     upstream: str
     upstream_ref: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, limit in EFFECT_FIELD_LIMITS.items():
+            value = getattr(self, name)
+            if value is None and name == "upstream_ref":
+                continue
+            if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
+                ok = False
+            else:
+                try:
+                    value.encode("utf-8")
+                    ok = True
+                except UnicodeEncodeError:
+                    ok = False
+            if not ok:
+                raise ValidationError(
+                    f"AppliedEffect.{name} must be text of 1 to {limit} characters without NUL "
+                    f"or lone surrogates, got {str(value)[:80]!r}"
+                    + (f" ({len(value)} characters)" if isinstance(value, str) else ""),
+                    field=name,
+                )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,132 @@
+"""FM_029: an outcome the database cannot store wedges every outcome behind it.
+
+A handler's exception text is whatever the handler or an upstream put there: a NUL (PostgreSQL
+refuses it in text), a lone surrogate (no UTF-8 form: neither driver can send it), a class name
+longer than ``attempts.error_class``. Unsafe variant: ``executor.classify`` that stores the text
+as it is. The completion flush then fails: a ``DataError`` is taken for an outage and the batch
+is tried again forever, with every outcome finished after it; a ``UnicodeEncodeError`` (the
+lone surrogate, raised by the driver before sending) kills the worker's loop. Either way a
+healthy job finished after it never gets its success recorded. Prevention:
+``executor.storable`` writes those characters as backslash escapes and cuts to the column's
+size; ``AppliedEffect`` refuses, when made, fields that would not fit the ledger (a terminal
+error for that attempt alone).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from syncbridge import executor
+from syncbridge.db.queries import Store
+from syncbridge.errors import ValidationError
+from syncbridge.jobtypes import AppliedEffect, JobContext, JobType, Success
+from syncbridge.states import TERMINAL_STATES, JobState
+from syncbridge.worker import Worker
+from tests.failure_modes.support import request, violations
+from tests.helpers import fast_settings, registry_with
+
+SETTINGS = fast_settings(shutdown_grace_seconds=0.2)
+HOSTILE = "upstream said: \x00 and \udc80 then more"
+
+
+class HostileError(Exception):
+    pass
+
+
+HostileError.__name__ = "Hostile" + "E" * 300  # longer than attempts.error_class (200)
+
+
+def hostile(ctx: JobContext) -> None:
+    raise HostileError(HOSTILE)
+
+
+def bad_effect(ctx: JobContext) -> Success:
+    return Success(effect=AppliedEffect("sb-key", "billing", upstream_ref="r" * 300))
+
+
+def run_jobs(store: Store, seconds: float) -> tuple[dict[str, JobState], list[str]]:
+    """A hostile job and a job with an unstorable effect run first; a plain job is enqueued
+    once both finished, so that its outcome comes after theirs. The states once all three are
+    terminal (or ``seconds`` passed), and the worker's events."""
+    events: list[str] = []
+    first_two_done = threading.Event()
+
+    def on_event(event: str, fields: dict[str, object]) -> None:
+        events.append(event)
+        if event == "attempt_finished" and fields.get("entity_id") == "bad-effect":
+            first_two_done.set()
+
+    kinds = {"hostile": "hostile", "bad-effect": "bad_effect"}
+    ids = {
+        entity: store.enqueue(request(entity, job_type=kind, max_retries=0)).job.id
+        for entity, kind in kinds.items()
+    }
+    registry = registry_with(JobType("hostile", hostile), JobType("bad_effect", bad_effect))
+    worker = Worker(store, registry, SETTINGS, concurrency=1, on_event=on_event)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # the unsafe variant may kill the loop
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = threading.Event()
+    timer = threading.Timer(seconds, deadline.set)
+    timer.start()
+    try:
+        assert first_two_done.wait(seconds)
+        ids["plain"] = store.enqueue(request("plain", max_retries=0)).job.id
+        while not deadline.is_set() and thread.is_alive():
+            if all(store.get_job(i).state in TERMINAL_STATES for i in ids.values()):
+                break
+            deadline.wait(0.05)
+    finally:
+        timer.cancel()
+        worker.request_stop()
+        thread.join(10)
+    states = {entity: store.get_job(i).state for entity, i in ids.items()}
+    return states, events + [f"crashed: {type(e).__name__}" for e in errors]
+
+
+def test_repro_outcomes_stored_as_they_are_wedge_the_writer(
+    live_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(executor, "storable", lambda text, limit, keep_end=False: text)
+    monkeypatch.setattr(AppliedEffect, "__post_init__", lambda self: None)
+    states, events = run_jobs(live_store, seconds=3.0)
+    # The hostile outcome never lands, and it takes a healthy job down with it: that job's
+    # outcome waits behind it until its lease runs out (and then, max_retries=0, it is dead),
+    # or the worker dies before it runs.
+    assert states["plain"] in (JobState.PENDING, JobState.RUNNING, JobState.DEAD)
+    assert states["hostile"] in (JobState.RUNNING, JobState.DEAD)
+    assert any(e == "database_lost" or e.startswith("crashed") for e in events)
+
+
+def test_prevented_unstorable_text_is_escaped_and_a_bad_effect_fails_alone(
+    live_store: Store,
+) -> None:
+    states, events = run_jobs(live_store, seconds=20.0)
+    assert states == {
+        "hostile": JobState.DEAD,
+        "bad-effect": JobState.FAILED,  # terminal: the plugin's bug, shown at once
+        "plain": JobState.SUCCEEDED,
+    }
+    assert "database_lost" not in events
+    [hostile_id] = [j.id for j in live_store.list_jobs(entity_id="hostile")]
+    error = live_store.get_job(hostile_id).last_error
+    assert error is not None
+    assert error["message"] == "upstream said: \\x00 and \\udc80 then more"
+    assert error["class"] == ("Hostile" + "E" * 300)[:200]
+    assert violations(live_store) == {}
+
+
+def test_prevented_effect_fields_that_do_not_fit_the_ledger_are_refused() -> None:
+    AppliedEffect("sb-1", "billing", "r" * 255)  # at the limits: fine
+    for fields in [("", "billing"), ("k" * 256, "billing"), ("k", "b" * 101), ("k", "b", "\x00")]:
+        with pytest.raises(ValidationError, match="AppliedEffect"):
+            AppliedEffect(*fields)

@@ -93,17 +93,16 @@ class HeldConnection:
     """Up to :data:`HELD_SLOTS` pooled autocommit connections per engine, kept checked out
     between single enqueues.
 
-    Kept, a connection skips the checkout and its pre-ping; it is tested by use instead. When it
-    turns out broken (a server restart while it sat idle), it is dropped and the work runs once
-    more on a freshly checked-out (pinged) connection. Only work that is safe to send twice may
-    run here, since the first try may have committed before the connection broke:
-
-    - the single enqueue's ``INSERT .. ON CONFLICT DO NOTHING``: the second try meets the
-      conflict and the caller's slow path returns that job;
-    - the worker's claim: a batch claimed by a first try whose answer was lost waits out its
-      lease and is rescued, as after any lost answer (a pooled connection loses it the same way);
-    - the worker's fenced success flush: a second write changes nothing (its jobs come back as
-      not applied, a ``lease_lost`` warning), as when a batch is written again after an outage.
+    Kept, a connection skips the checkout (and, where the engine pings, its pre-ping); it is
+    tested by use instead. When it turns out broken (a server restart while it sat idle), it is
+    dropped, and with ``retry`` the work runs once more on a freshly checked-out connection.
+    Retry only work that is safe to send twice, since the first try may have committed before
+    the connection broke: the single enqueue's ``INSERT .. ON CONFLICT DO NOTHING`` is (the
+    second try meets the conflict and the caller's slow path returns that job). The worker's
+    claim and success flush are not: a second claim would take another batch while the first,
+    whose answer was lost, waits out its lease unnoticed; a second flush would report its own
+    committed successes as lost leases. They run with ``retry=False``, so the error reaches the
+    worker, which logs the outage as with a pooled connection, and the next call reconnects.
 
     One set per engine (see :func:`held_connection`), so stores sharing an engine share the
     slots. A caller takes the first free slot, so one caller at a time keeps one connection, and
@@ -119,11 +118,11 @@ class HeldConnection:
         self._engine = weakref.ref(engine)
         self._slots = [_Slot() for _ in range(slots)]
 
-    def run(self, work: Callable[[Connection], T]) -> T:
+    def run(self, work: Callable[[Connection], T], retry: bool = True) -> T:
         for slot in self._slots:
             if slot.lock.acquire(blocking=False):
                 try:
-                    return self._run_on(slot, work)
+                    return self._run_on(slot, work, retry)
                 finally:
                     slot.lock.release()
         with self._autocommit().connect() as conn:
@@ -150,13 +149,15 @@ class HeldConnection:
                     conn.invalidate()
                     conn.close()
 
-    def _run_on(self, slot: _Slot, work: Callable[[Connection], T]) -> T:
+    def _run_on(self, slot: _Slot, work: Callable[[Connection], T], retry: bool) -> T:
         try:
             return work(self._take(slot))
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-        self._drop(slot)
+            self._drop(slot)
+            if not retry:
+                raise
         return work(self._take(slot))
 
     def _take(self, slot: _Slot) -> Connection:

@@ -152,12 +152,13 @@ class LifecycleStore(EnqueueStore):
         COMMIT round trips) claims and opens the attempt rows, sent through psycopg: turning
         SQLAlchemy rows into jobs cost as much as the statement itself. On a held connection,
         as the success flush: a pool checkout (with its pre-ping) cost more client CPU than
-        the claim's own rows."""
+        the claim's own rows. Not sent twice (see ``HeldConnection``)."""
         if not self.uses_database_clock:
             params = params | {"now": params[NOW], "lease_until": params["lease"]}
         else:
             params = params | {"lease": params["lease"].total_seconds()}
-        rows = self._held.run(lambda conn: self._fetch_all(conn, self._claim_sql, params))
+        claim = self._claim_sql
+        rows = self._held.run(lambda conn: self._fetch_all(conn, claim, params), retry=False)
         return sorted(map(Job.from_driver_row, rows), key=_run_order)
 
     @staticmethod
@@ -264,7 +265,8 @@ class LifecycleStore(EnqueueStore):
         }
         if not self.uses_database_clock:
             params["now"] = self.clock.now()
-        rows = self._held.run(lambda conn: self._fetch_all(conn, self._succeed_many_sql, params))
+        succeed = self._succeed_many_sql
+        rows = self._held.run(lambda conn: self._fetch_all(conn, succeed, params), retry=False)
         return {(job_id, attempt) for job_id, attempt in rows}
 
     def _succeed_in_steps(self, conn: Connection, chosen: list[Completion]) -> set[tuple[int, int]]:

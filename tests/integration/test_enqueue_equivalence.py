@@ -16,13 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from syncbridge.clock import FakeClock
 from syncbridge.db.driver import HELD_SLOTS, HeldConnection
 from syncbridge.db.engine import make_engine
 from syncbridge.db.queries import Store
-from syncbridge.models import EnqueueRequest, EnqueueResult
+from syncbridge.models import Completion, EnqueueRequest, EnqueueResult
+from syncbridge.states import AttemptOutcome, JobState
 from tests.conftest import truncate
 
 ENTITIES = ["a", "b", "c", "quote'd\\N", "tab\tnew\nline"]
@@ -166,6 +167,44 @@ def test_a_killed_held_connection_costs_no_job_and_no_error(engine: Engine) -> N
     assert again.deduplicated and again.job.id == second.job.id
     assert {job.entity_id for job in store.list_jobs(limit=10)} == {"before-kill", "after-kill"}
     assert first.id != second.job.id
+
+
+def _kill_other_backends(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_killed_held_connection_fails_one_claim_and_one_flush_and_sends_neither_twice(
+    engine: Engine,
+) -> None:
+    """The worker's claim and success flush are not safe to send twice (a lost answer to a
+    committed claim would orphan a batch while a second claim takes the next), so a broken held
+    connection fails the call: the worker logs the outage and its next call reconnects."""
+    truncate(engine)
+    store = Store(engine)
+    for n in range(4):
+        store.enqueue(EnqueueRequest("noop", f"e{n}", {}, 3))
+    [first] = store.claim("w1", ["noop"], 1, 60)  # the held connection is open now
+    _kill_other_backends(engine)
+    with pytest.raises(DBAPIError) as failed:
+        store.claim("w1", ["noop"], 1, 60)
+    assert failed.value.connection_invalidated
+    running = [job for job in store.list_jobs(limit=10) if job.state is JobState.RUNNING]
+    assert [job.id for job in running] == [first.id]  # no second try claimed another batch
+    [second] = store.claim("w1", ["noop"], 1, 60)  # the next call reconnects
+    done = Completion(first.id, first.attempt, "w1", AttemptOutcome.SUCCEEDED)
+    _kill_other_backends(engine)
+    with pytest.raises(DBAPIError):
+        store.complete([done])
+    [result] = store.complete([done])  # written once, on a fresh connection: applied
+    assert result.applied and store.get_job(first.id).state is JobState.SUCCEEDED
+    assert store.get_job(second.id).state is JobState.RUNNING
 
 
 def test_run_at_is_kept_to_the_microsecond_in_bulk(engine: Engine) -> None:

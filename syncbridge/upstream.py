@@ -249,6 +249,9 @@ class Upstreams(Mapping[str, "UpstreamClient"]):
                 self._made[name] = maker()
             return self._made[name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._makers  # without making the client (Mapping's would)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._makers)
 

@@ -202,9 +202,13 @@ class CountingFile(io.BytesIO):
     def __init__(self) -> None:
         super().__init__()
         self.writes = 0
+        self.sizes: list[int] = []
+        self.pieces: list[bytes] = []
 
     def write(self, data: Any) -> int:
         self.writes += 1
+        self.sizes.append(len(data))
+        self.pieces.append(bytes(data))
         return super().write(data)
 
 
@@ -235,6 +239,38 @@ def test_lines_written_together_go_out_in_one_write_at_the_end_in_order(
     ]
     log.info("after")  # outside the block: written at once, as before
     assert binary.writes == 2 and json.loads(binary.getvalue().splitlines()[-1])["event"] == "after"
+
+
+def test_held_lines_go_out_in_whole_line_writes_small_enough_to_stay_atomic_on_a_pipe(
+    restore_structlog: None,
+) -> None:
+    """Several worker processes may share one pipe (a supervisor's): a write of at most
+    PIPE_BUF bytes is atomic there, so no chunk may be larger or end inside a line."""
+    from syncbridge.logs import ATOMIC_WRITE_BYTES
+
+    stream, binary = counting_stream()
+    configure_logging("json", "info", stream)
+    log = get_logger(worker_id="w1")
+    with lines_written_together():
+        for n in range(100):
+            log.info("attempt_finished", n=n, entity_id="e" * 250)
+    assert 1 < binary.writes < 100 and max(binary.sizes) <= ATOMIC_WRITE_BYTES
+    assert all(piece.endswith(b"\n") for piece in binary.pieces)
+    assert [json.loads(line)["n"] for line in binary.getvalue().splitlines()] == list(range(100))
+
+
+def test_held_lines_follow_their_own_logger_when_logging_is_reconfigured_inside(
+    restore_structlog: None,
+) -> None:
+    first_stream, first = counting_stream()
+    second_stream, second = counting_stream()
+    configure_logging("json", "info", first_stream)
+    with lines_written_together():
+        get_logger().info("to_first")
+        configure_logging("json", "info", second_stream)
+        get_logger().info("to_second")
+    assert [json.loads(x)["event"] for x in first.getvalue().splitlines()] == ["to_first"]
+    assert [json.loads(x)["event"] for x in second.getvalue().splitlines()] == ["to_second"]
 
 
 def test_lines_of_other_threads_are_not_held(restore_structlog: None) -> None:

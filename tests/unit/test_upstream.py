@@ -387,6 +387,7 @@ def test_upstream_clients_are_made_on_first_use_once_even_from_many_threads(
     monkeypatch.setattr(UpstreamClient, "create", classmethod(counting))
     upstreams = build_upstreams(Settings(crm_url="http://crm.test", billing_url="http://b.test"))
     assert sorted(upstreams) == ["billing", "crm"] and len(upstreams) == 2 and made == []
+    assert "crm" in upstreams and "ledger" not in upstreams and made == []
     start = threading.Barrier(50)
     seen: list[UpstreamClient] = []
 

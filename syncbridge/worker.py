@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from syncbridge.completion_writer import CompletionWriter
 from syncbridge.config import Settings
@@ -31,7 +31,7 @@ from syncbridge.db.engine import IN_MEMORY_REFUSAL, is_in_memory_sqlite
 from syncbridge.db.notify import Listener
 from syncbridge.db.queries import Store
 from syncbridge.db.sqlite_watch import SqliteWatcher
-from syncbridge.executor import context_for
+from syncbridge.executor import context_for, storable
 from syncbridge.handler_pool import AttemptKey, HandlerPool
 from syncbridge.jobtypes import JobContext, JobType
 from syncbridge.logs import get_logger, lines_written_together
@@ -177,7 +177,7 @@ class Worker:
             # Outcomes are written on a thread of their own while this one claims. Not on
             # SQLite: its single writer lock would only make the two wait for each other.
             self._writer = CompletionWriter(
-                lambda batch: self._db(lambda: self.store.complete(batch, self.policy)),
+                lambda batch: self._db(lambda: self._complete(batch)),
                 self._wake.set,
                 self.settings.poll_interval_seconds,
             )
@@ -314,11 +314,61 @@ class Worker:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        results = self._db(lambda: self.store.complete(batch, self.policy))
+        results = self._db(lambda: self._complete(batch))
         if results is None:
             self._pending = batch + self._pending  # keep them until the database answers
             return
         self._count_results(results)
+
+    def _complete(self, batch: list[Completion]) -> list[CompletionResult]:
+        """Record a batch of outcomes. A connection error is an outage (``_db``: the batch is
+        kept and written when the database answers). Any other database error means one
+        outcome in the batch cannot be stored (FM_029): written one by one, the others land, and
+        the one that cannot is recorded as a retryable error naming why, so that its job runs
+        again instead of waiting out its lease behind a batch that never lands."""
+        try:
+            return self.store.complete(batch, self.policy)
+        except DBAPIError as exc:
+            if is_connection_error(exc):
+                raise
+        results: list[CompletionResult] = []
+        for completion in batch:
+            try:
+                results += self.store.complete([completion], self.policy)
+            except DBAPIError as exc:
+                if is_connection_error(exc):
+                    raise  # those written so far come back as already written: fenced
+                results += self._record_unstorable(completion, exc)
+        return results
+
+    def _record_unstorable(self, completion: Completion, exc: DBAPIError) -> list[CompletionResult]:
+        reason = storable(str(exc.orig or exc).splitlines()[0], 300)
+        self._emit(
+            "outcome_unstorable",
+            level="error",
+            job_id=completion.job_id,
+            attempt=completion.attempt,
+            outcome=str(completion.outcome),
+            error=reason,
+        )
+        error = ErrorSnapshot(
+            error_class="UnstorableOutcome",
+            message=f"the attempt's {completion.outcome} outcome could not be stored: {reason}",
+            retryable=True,
+        )
+        instead = Completion(
+            completion.job_id,
+            completion.attempt,
+            completion.worker_id,
+            AttemptOutcome.ERROR,
+            error=error,
+        )
+        try:
+            return self.store.complete([instead], self.policy)
+        except DBAPIError as again:
+            if is_connection_error(again):
+                raise
+            return []  # not even that: its lease runs out and the rescuer takes it back
 
     def _count_results(self, results: list[CompletionResult]) -> None:
         for result in results:
@@ -506,3 +556,10 @@ class Worker:
         getattr(self.log, level)(event, **fields)
         if self.on_event is not None:
             self.on_event(event, fields)
+
+
+def is_connection_error(exc: DBAPIError) -> bool:
+    """An error of the connection or the server's state (an outage, a restart, a deadlock, a
+    serialization failure): worth trying the same statement again later. Data, integrity and
+    programming errors are not: the same statement fails again."""
+    return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))

@@ -15,14 +15,19 @@ error for that attempt alone).
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import pytest
+from sqlalchemy.exc import DataError
 
 from syncbridge import executor
+from syncbridge.db.lifecycle import DEFAULT_POLICY
 from syncbridge.db.queries import Store
 from syncbridge.errors import ValidationError
 from syncbridge.jobtypes import AppliedEffect, JobContext, JobType, Success
-from syncbridge.states import TERMINAL_STATES, JobState
+from syncbridge.models import Completion, CompletionResult
+from syncbridge.retry import RetryPolicy
+from syncbridge.states import TERMINAL_STATES, AttemptOutcome, JobState
 from syncbridge.worker import Worker
 from tests.failure_modes.support import request, violations
 from tests.helpers import fast_settings, registry_with
@@ -130,3 +135,80 @@ def test_prevented_effect_fields_that_do_not_fit_the_ledger_are_refused() -> Non
     for fields in [("", "billing"), ("k" * 256, "billing"), ("k", "b" * 101), ("k", "b", "\x00")]:
         with pytest.raises(ValidationError, match="AppliedEffect"):
             AppliedEffect(*fields)
+
+
+class RefusingStore(Store):
+    """The database refuses one job's success for a reason nobody foresaw (a constraint, a
+    trigger, a type): a data error, not an outage."""
+
+    refused: int | None = None
+
+    def complete(
+        self, completions: Sequence[Completion], policy: RetryPolicy = DEFAULT_POLICY
+    ) -> list[CompletionResult]:
+        for c in completions:
+            if c.job_id == self.refused and c.outcome is AttemptOutcome.SUCCEEDED:
+                raise DataError("UPDATE jobs", None, Exception("a value the database refuses"))
+        return super().complete(completions, policy)
+
+
+class WholeBatchWorker(Worker):
+    """Unsafe: a batch that fails is kept whole, whatever the error."""
+
+    def _complete(self, batch: list[Completion]) -> list[CompletionResult]:
+        return self.store.complete(batch, self.policy)
+
+
+def refused_among_others(
+    live_store: Store, worker_class: type[Worker], seconds: float
+) -> tuple[dict[str, JobState], list[str], Store]:
+    """Three jobs finish at the same moment (one flush); the database refuses one's success."""
+    store = RefusingStore(live_store.engine)
+    together = threading.Barrier(3)
+
+    def at_once(ctx: JobContext) -> None:
+        if ctx.attempt == 1:
+            together.wait(10)
+
+    ids = {e: store.enqueue(request(e, job_type="at_once", max_retries=1)).job.id for e in "abc"}
+    store.refused = ids["b"]
+    events: list[str] = []
+    worker = worker_class(
+        store,
+        registry_with(JobType("at_once", at_once)),
+        SETTINGS,
+        concurrency=3,
+        on_event=lambda event, _fields: events.append(event),
+    )
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    done = threading.Event()
+    try:
+        for _ in range(int(seconds / 0.05)):
+            if all(store.get_job(i).state in TERMINAL_STATES for i in ids.values()):
+                break
+            done.wait(0.05)
+    finally:
+        worker.request_stop()
+        thread.join(10)
+    return {e: store.get_job(i).state for e, i in ids.items()}, events, store
+
+
+def test_repro_a_batch_kept_whole_holds_back_the_outcomes_beside_the_refused_one(
+    live_store: Store,
+) -> None:
+    states, events, _ = refused_among_others(live_store, WholeBatchWorker, seconds=3.0)
+    assert states["a"] is not JobState.SUCCEEDED and states["c"] is not JobState.SUCCEEDED
+    assert "database_lost" in events  # a data error taken for an outage
+
+
+def test_prevented_the_refused_outcome_is_recorded_as_an_error_and_the_others_land(
+    live_store: Store,
+) -> None:
+    states, events, store = refused_among_others(live_store, Worker, seconds=20.0)
+    assert states == {"a": JobState.SUCCEEDED, "b": JobState.DEAD, "c": JobState.SUCCEEDED}
+    assert "database_lost" not in events and events.count("outcome_unstorable") == 2
+    [refused] = store.list_jobs(entity_id="b")
+    assert refused.last_error is not None and refused.last_error["class"] == "UnstorableOutcome"
+    assert [a.outcome for a in store.attempts_of(refused.id)] == ["error", "error"]
+    assert violations(store) == {}

@@ -17,7 +17,7 @@ import structlog
 
 from syncbridge.errors import SyncBridgeError, UpstreamRateLimited
 from syncbridge.jobtypes import AppliedEffect, JobContext, JobType, Success
-from syncbridge.models import ErrorSnapshot, Job
+from syncbridge.models import ClaimedJob, ErrorSnapshot, Job
 from syncbridge.states import AttemptOutcome
 
 TRACEBACK_TAIL_LINES = 12
@@ -64,7 +64,11 @@ def classify(exc: BaseException) -> AttemptReport:
 
 
 def context_for(
-    job: Job, worker_id: str, deadline: datetime, log: Any, upstreams: Mapping[str, Any]
+    job: Job | ClaimedJob,
+    worker_id: str,
+    deadline: datetime,
+    log: Any,
+    upstreams: Mapping[str, Any],
 ) -> JobContext:
     """What a handler (or a reconciler) is told about the job it works on."""
     return JobContext(

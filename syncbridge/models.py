@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from syncbridge.jobtypes import AppliedEffect
 from syncbridge.json_codec import json_loads
@@ -140,6 +140,44 @@ class Job:
         data["state"] = str(self.state)
         data["lineage_id"] = self.effective_lineage_id
         return {key: _jsonable(value) for key, value in data.items()}
+
+
+class ClaimedJob(NamedTuple):
+    """What a worker needs to run a job it just claimed: 11 of the job's 27 columns, built
+    straight from the claim's row (``LifecycleStore.claim_to_run``). On the worker's hot path,
+    reading and building the other 16 cost about 2.5 µs a job."""
+
+    id: int
+    job_type: str
+    entity_id: str
+    payload: dict[str, Any]
+    attempt: int  # this attempt's number
+    timeout_seconds: int | None
+    isolate: bool
+    correlation_id: str
+    lineage_id: int  # the job's own id when it replays nothing
+    updated_at: datetime  # the claim's time
+    next_run_at: datetime
+
+    @property
+    def effective_lineage_id(self) -> int:
+        return self.lineage_id
+
+    @classmethod
+    def of(cls, job: Job) -> ClaimedJob:
+        return cls(
+            job.id,
+            job.job_type,
+            job.entity_id,
+            job.payload,
+            job.attempt,
+            job.timeout_seconds,
+            job.isolate,
+            job.correlation_id,
+            job.effective_lineage_id,
+            job.updated_at,
+            job.next_run_at,
+        )
 
 
 JOB_FIELDS = tuple(f.name for f in fields(Job))

@@ -35,7 +35,7 @@ from syncbridge.executor import context_for, storable
 from syncbridge.handler_pool import AttemptKey, HandlerPool
 from syncbridge.jobtypes import JobContext, JobType
 from syncbridge.logs import get_logger, lines_written_together
-from syncbridge.models import Completion, CompletionResult, ErrorSnapshot, Job
+from syncbridge.models import ClaimedJob, Completion, CompletionResult, ErrorSnapshot
 from syncbridge.plugins import Registry
 from syncbridge.reconcile import reconcile
 from syncbridge.retry import RetryPolicy
@@ -46,7 +46,7 @@ T = TypeVar("T")
 
 @dataclass
 class InFlight:
-    job: Job
+    job: ClaimedJob
     ctx: JobContext
     started: float
     deadline: float
@@ -234,18 +234,20 @@ class Worker:
             return  # an isolated job runs alone
         types = sorted(self.job_types)
         lease = self.settings.job_lease_seconds
-        claimed: list[Job] | None = []
+        claimed: list[ClaimedJob] | None = []
         if not self._in_flight and self._isolated_pending:
-            claimed = self._db(lambda: self.store.claim(self.worker_id, types, 1, lease, True))
+            claimed = self._db(
+                lambda: self.store.claim_to_run(self.worker_id, types, 1, lease, True)
+            )
             self._isolated_waiting = False
         if not claimed and not self._isolated_waiting:
-            claimed = self._db(lambda: self.store.claim(self.worker_id, types, free, lease))
+            claimed = self._db(lambda: self.store.claim_to_run(self.worker_id, types, free, lease))
         for job in claimed or []:
             self._start(job)
         if claimed and len(claimed) >= free:
             self._wake.set()  # a full batch: more may be due, claim again without waiting
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: ClaimedJob) -> None:
         job_type = self.job_types[job.job_type]
         timeout = (
             job.timeout_seconds or job_type.timeout_seconds or (self.settings.job_timeout_seconds)
@@ -540,7 +542,7 @@ class Worker:
         return value
 
     @staticmethod
-    def _job_fields(job: Job) -> dict[str, Any]:
+    def _job_fields(job: ClaimedJob) -> dict[str, Any]:
         return {
             "job_id": job.id,
             "job_type": job.job_type,

@@ -81,10 +81,10 @@ RETURNING id, job_type, entity_id, next_run_at, created_at
 # inlined subquery can be re-run by the planner and lock, and so claim, more rows than the
 # limit), start their next attempt under this worker's lease, open the attempt rows. Rows come
 # back in ``Job`` field order. ``{lease_until}`` is now plus ``lease`` seconds.
-CLAIM = f"""
+CLAIM = """
 WITH due AS MATERIALIZED (
     SELECT id FROM jobs
-    WHERE state = 'pending' AND next_run_at <= {{now}} AND job_type = ANY(%(types)s::text[])
+    WHERE state = 'pending' AND next_run_at <= {now} AND job_type = ANY(%(types)s::text[])
       AND isolate = %(isolated)s
     ORDER BY next_run_at, id
     LIMIT %(limit)s
@@ -92,7 +92,7 @@ WITH due AS MATERIALIZED (
 ), claimed AS (
     UPDATE jobs
     SET state = 'running', attempt = jobs.attempt + 1, lease_owner = %(worker)s,
-        lease_expires_at = {{lease_until}}, updated_at = {{now}}
+        lease_expires_at = {lease_until}, updated_at = {now}
     FROM due
     WHERE jobs.id = due.id AND jobs.state = 'pending'
     RETURNING jobs.*
@@ -100,8 +100,15 @@ WITH due AS MATERIALIZED (
     INSERT INTO attempts (job_id, number, worker_id, started_at, outcome)
     SELECT id, attempt, lease_owner, updated_at, 'running' FROM claimed
 )
-SELECT {JOB_COLUMNS} FROM claimed
+SELECT {columns} FROM claimed
 """
+# What CLAIM returns: every column (``Job``), or what a worker runs a job with (``ClaimedJob``).
+CLAIM_ALL = CLAIM.replace("{columns}", JOB_COLUMNS)
+CLAIM_TO_RUN = CLAIM.replace(
+    "{columns}",
+    "id, job_type, entity_id, payload, attempt, timeout_seconds, isolate, correlation_id,"
+    " COALESCE(lineage_id, id), updated_at, next_run_at",
+)
 
 # A batch of plain successes in one statement. The job's fence (id, attempt, owner, running) is
 # the UPDATE's WHERE; each row names its owner by its place in the (short) list of owners, so

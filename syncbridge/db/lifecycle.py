@@ -48,6 +48,7 @@ from syncbridge.db.enqueue import EnqueueStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.db.types import UTCDateTime
 from syncbridge.models import (
+    ClaimedJob,
     Completion,
     CompletionResult,
     ErrorSnapshot,
@@ -62,7 +63,7 @@ from syncbridge.transitions import Transition, decide
 DEFAULT_POLICY = RetryPolicy()
 
 
-def _run_order(job: Job) -> tuple[Any, int]:
+def _run_order(job: Job | ClaimedJob) -> tuple[Any, int]:
     return job.next_run_at, job.id
 
 
@@ -84,15 +85,49 @@ class LifecycleStore(EnqueueStore):
         """
         if limit <= 0 or not job_types:
             return []
+        if self.dialect == "postgresql":
+            params = self._claim_params(worker_id, job_types, limit, lease_seconds, isolated)
+            rows = self._claim_in_one_statement(self._claim_sql, params)
+            return sorted(map(Job.from_driver_row, rows), key=_run_order)
+        return self._claim_on_sqlite(worker_id, list(job_types), limit, lease_seconds, isolated)
+
+    def claim_to_run(
+        self,
+        worker_id: str,
+        job_types: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+        isolated: bool = False,
+    ) -> list[ClaimedJob]:
+        """:meth:`claim`, the same statement and effects, returning only what a worker runs the
+        jobs with (the worker's hot path: 11 columns read and built instead of 27)."""
+        if limit <= 0 or not job_types:
+            return []
+        if self.dialect == "postgresql":
+            params = self._claim_params(worker_id, job_types, limit, lease_seconds, isolated)
+            rows = self._claim_in_one_statement(self._claim_to_run_sql, params)
+            return sorted(map(ClaimedJob._make, rows), key=_run_order)
+        # SQLite reads every column anyway (one write transaction through sqlite3).
+        claimed = self._claim_on_sqlite(worker_id, list(job_types), limit, lease_seconds, isolated)
+        return [ClaimedJob.of(job) for job in claimed]
+
+    def _claim_params(
+        self,
+        worker_id: str,
+        job_types: Sequence[str],
+        limit: int,
+        lease_seconds: float,
+        isolated: bool,
+    ) -> dict[str, Any]:
         params = self.time_params(lease=lease_seconds) | {
             "types": list(job_types),
             "limit": limit,
             "isolated": isolated,
             "worker": worker_id,
         }
-        if self.dialect == "postgresql":
-            return self._claim_in_one_statement(params)
-        return self._claim_on_sqlite(worker_id, list(job_types), limit, lease_seconds, isolated)
+        if not self.uses_database_clock:
+            return params | {"now": params[NOW], "lease_until": params["lease"]}
+        return params | {"lease": params["lease"].total_seconds()}
 
     def _claim_on_sqlite(
         self, worker_id: str, types: list[str], limit: int, lease_seconds: float, isolated: bool
@@ -147,19 +182,13 @@ class LifecycleStore(EnqueueStore):
             .returning(*jobs.c)
         )
 
-    def _claim_in_one_statement(self, params: dict[str, Any]) -> list[Job]:
+    def _claim_in_one_statement(self, statement: str, params: dict[str, Any]) -> list[Any]:
         """PostgreSQL: one autocommitted statement (a single statement is atomic: no BEGIN and
         COMMIT round trips) claims and opens the attempt rows, sent through psycopg: turning
         SQLAlchemy rows into jobs cost as much as the statement itself. On a held connection,
-        as the success flush: a pool checkout (with its pre-ping) cost more client CPU than
-        the claim's own rows. Not sent twice (see ``HeldConnection``)."""
-        if not self.uses_database_clock:
-            params = params | {"now": params[NOW], "lease_until": params["lease"]}
-        else:
-            params = params | {"lease": params["lease"].total_seconds()}
-        claim = self._claim_sql
-        rows = self._held.run(lambda conn: self._fetch_all(conn, claim, params), retry=False)
-        return sorted(map(Job.from_driver_row, rows), key=_run_order)
+        as the success flush: a pool checkout cost more client CPU than the claim's own rows.
+        Not sent twice (see ``HeldConnection``)."""
+        return self._held.run(lambda conn: self._fetch_all(conn, statement, params), retry=False)
 
     @staticmethod
     def _fetch_all(conn: Connection, statement: str, params: dict[str, Any]) -> list[Any]:
@@ -168,7 +197,11 @@ class LifecycleStore(EnqueueStore):
 
     @cached_property
     def _claim_sql(self) -> str:
-        return driver_sql.with_clock(driver_sql.CLAIM, self.uses_database_clock)
+        return driver_sql.with_clock(driver_sql.CLAIM_ALL, self.uses_database_clock)
+
+    @cached_property
+    def _claim_to_run_sql(self) -> str:
+        return driver_sql.with_clock(driver_sql.CLAIM_TO_RUN, self.uses_database_clock)
 
     @cached_property
     def _open_attempt(self) -> Insert:

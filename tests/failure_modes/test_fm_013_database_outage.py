@@ -56,7 +56,15 @@ def _fails_while_down(name: str) -> Callable[..., Any]:
     return call
 
 
-for _name in ("claim", "renew", "rescue", "isolated_pending", "isolated_due", "has_runnable"):
+for _name in (
+    "claim",
+    "claim_to_run",
+    "renew",
+    "rescue",
+    "isolated_pending",
+    "isolated_due",
+    "has_runnable",
+):
     setattr(FlakyStore, _name, _fails_while_down(_name))
 
 

@@ -14,7 +14,8 @@ from syncbridge.clock import FakeClock
 from syncbridge.db.driver import sqlite_errors
 from syncbridge.db.queries import Store
 from syncbridge.db.sqlite_sql import stamp
-from syncbridge.models import EnqueueRequest
+from syncbridge.models import ClaimedJob, Completion, EnqueueRequest, ErrorSnapshot
+from syncbridge.states import AttemptOutcome
 
 PAYLOADS = [
     {},
@@ -42,6 +43,38 @@ def test_claimed_jobs_equal_what_the_store_reads_back(store: Store, clock: FakeC
         assert job.next_run_at.utcoffset() == timedelta(0)
         stamps = [job.next_run_at, job.created_at, job.updated_at, job.lease_expires_at]
         assert all(t is not None and t.tzinfo is UTC for t in stamps)
+
+
+def test_a_claim_to_run_is_the_claim_with_only_what_a_worker_runs_with(
+    store: Store, clock: FakeClock
+) -> None:
+    """The worker's claim (11 columns) and the full claim are one statement: the same jobs
+    leased the same way, attempt rows opened, and each field it returns equal to the job's,
+    a replay's lineage included."""
+    dead = store.enqueue(EnqueueRequest("noop", "dead-one", {}, 0)).job
+    [running] = store.claim("w0", ["noop"], 1, 60)
+    failure = ErrorSnapshot("ValidationError", "bad", retryable=False)
+    store.complete([Completion(dead.id, 1, "w0", AttemptOutcome.FAILED, error=failure)])
+    replay = store.replay(dead.id)
+    ids = [replay.id]
+    for n, payload in enumerate(PAYLOADS):
+        due = clock.now() - timedelta(seconds=n, microseconds=n * 7)
+        request = EnqueueRequest("noop", f"entity'{n}\\N", payload, 3, run_at=due)
+        ids.append(store.enqueue(request).job.id)
+    claimed = store.claim_to_run("worker-1", ["noop"], 10, lease_seconds=60)
+    assert {job.id for job in claimed} == set(ids)
+    order = [(store.get_job(job.id).next_run_at, job.id) for job in claimed]
+    assert order == sorted(order)  # in due order, as the full claim
+    for job in claimed:
+        stored = store.get_job(job.id)
+        assert stored.lease_owner == "worker-1" and stored.attempt == job.attempt == 1
+        assert ClaimedJob.of(stored) == job
+        assert repr(job.payload) == repr(stored.payload)
+        assert [a.outcome for a in store.attempts_of(job.id)] == ["running"]
+    [again] = [job for job in claimed if job.id == replay.id]
+    assert again.effective_lineage_id == dead.id != replay.id  # the replay's lineage
+    assert store.claim_to_run("worker-1", ["noop"], 10, 60) == []
+    assert running.id == dead.id
 
 
 def test_an_isolated_claim_and_a_plain_one_take_their_own_jobs(store: Store) -> None:

@@ -170,13 +170,23 @@ def test_a_killed_held_connection_costs_no_job_and_no_error(engine: Engine) -> N
 
 
 def _kill_other_backends(engine: Engine) -> None:
+    """Terminate every other session on this database and wait until they are gone
+    (``pg_terminate_backend`` only signals: a statement sent right after could still run)."""
     with engine.connect() as conn:
-        conn.execute(
+        pids = conn.execute(
             text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                "SELECT array_agg(pid) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
             )
-        )
+        ).scalar_one()
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM unnest(:p) AS pid"), {"p": pids})
+        alive = "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(:p)"
+        for _ in range(500):
+            conn.rollback()  # pg_stat_activity is a snapshot kept for the whole transaction
+            if not pids or conn.execute(text(alive), {"p": pids}).scalar_one() == 0:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"backends {pids} still alive")
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -119,8 +120,15 @@ def test_sigusr1_prints_every_threads_stack_and_the_worker_runs_on(
         database_url, log_path=log, SYNCBRIDGE_SHUTDOWN_GRACE_SECONDS="1"
     ) as process:
         wait_for(lambda: store.get_job(job.id).state is JobState.RUNNING, 30, "the claim")
-        process.send_signal(signal.SIGUSR1)
-        wait_for(lambda: "in run_noop" in log.read_text(errors="replace"), 10, "the stack dump")
+
+        def dumped_inside_the_handler() -> bool:
+            # The claim commits before a handler thread picks the job up: a dump sent at once
+            # may show no handler yet, so ask again until one does (each signal adds a dump).
+            process.send_signal(signal.SIGUSR1)
+            time.sleep(0.2)
+            return "in run_noop" in log.read_text(errors="replace")
+
+        wait_for(dumped_inside_the_handler, 20, "a stack dump inside the handler")
         assert process.poll() is None  # still running, still holding its job
         assert store.get_job(job.id).state is JobState.RUNNING
         process.send_signal(signal.SIGTERM)

@@ -6,11 +6,11 @@ Every write about a running job is fenced: ``id``, ``attempt``, ``state = 'runni
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -63,6 +63,9 @@ from syncbridge.transitions import Transition, decide
 DEFAULT_POLICY = RetryPolicy()
 
 
+_Claimed = TypeVar("_Claimed", Job, ClaimedJob)
+
+
 def _run_order(job: Job | ClaimedJob) -> tuple[Any, int]:
     return job.next_run_at, job.id
 
@@ -83,12 +86,18 @@ class LifecycleStore(EnqueueStore):
         ``isolated`` picks only jobs that lost a lease before (they run alone); otherwise only
         jobs that did not.
         """
+        if self.dialect == "postgresql":
+            return self._claim_rows(
+                worker_id,
+                job_types,
+                limit,
+                lease_seconds,
+                isolated,
+                self._claim_sql,
+                Job.from_driver_row,
+            )
         if limit <= 0 or not job_types:
             return []
-        if self.dialect == "postgresql":
-            params = self._claim_params(worker_id, job_types, limit, lease_seconds, isolated)
-            rows = self._claim_in_one_statement(self._claim_sql, params)
-            return sorted(map(Job.from_driver_row, rows), key=_run_order)
         return self._claim_on_sqlite(worker_id, list(job_types), limit, lease_seconds, isolated)
 
     def claim_to_run(
@@ -101,24 +110,38 @@ class LifecycleStore(EnqueueStore):
     ) -> list[ClaimedJob]:
         """:meth:`claim`, the same statement and effects, returning only what a worker runs the
         jobs with (the worker's hot path: 11 columns read and built instead of 27)."""
-        if limit <= 0 or not job_types:
-            return []
         if self.dialect == "postgresql":
-            params = self._claim_params(worker_id, job_types, limit, lease_seconds, isolated)
-            rows = self._claim_in_one_statement(self._claim_to_run_sql, params)
-            return sorted(map(ClaimedJob._make, rows), key=_run_order)
+            return self._claim_rows(
+                worker_id,
+                job_types,
+                limit,
+                lease_seconds,
+                isolated,
+                self._claim_to_run_sql,
+                ClaimedJob._make,
+            )
         # SQLite reads every column anyway (one write transaction through sqlite3).
-        claimed = self._claim_on_sqlite(worker_id, list(job_types), limit, lease_seconds, isolated)
+        claimed = self.claim(worker_id, job_types, limit, lease_seconds, isolated)
         return [ClaimedJob.of(job) for job in claimed]
 
-    def _claim_params(
+    def _claim_rows(
         self,
         worker_id: str,
         job_types: Sequence[str],
         limit: int,
         lease_seconds: float,
         isolated: bool,
-    ) -> dict[str, Any]:
+        statement: str,
+        build: Callable[[Any], _Claimed],
+    ) -> list[_Claimed]:
+        """PostgreSQL: one autocommitted statement (a single statement is atomic: no BEGIN and
+        COMMIT round trips) claims and opens the attempt rows, sent through psycopg: turning
+        SQLAlchemy rows into jobs cost as much as the statement itself. On a held connection,
+        as the success flush: a pool checkout cost more client CPU than the claim's own rows.
+        Not sent twice (see ``HeldConnection``). Each row becomes a job through ``build``, in
+        run order."""
+        if limit <= 0 or not job_types:
+            return []
         params = self.time_params(lease=lease_seconds) | {
             "types": list(job_types),
             "limit": limit,
@@ -126,8 +149,11 @@ class LifecycleStore(EnqueueStore):
             "worker": worker_id,
         }
         if not self.uses_database_clock:
-            return params | {"now": params[NOW], "lease_until": params["lease"]}
-        return params | {"lease": params["lease"].total_seconds()}
+            params |= {"now": params[NOW], "lease_until": params["lease"]}
+        else:
+            params |= {"lease": params["lease"].total_seconds()}
+        rows = self._held.run(lambda conn: self._fetch_all(conn, statement, params), retry=False)
+        return sorted(map(build, rows), key=_run_order)
 
     def _claim_on_sqlite(
         self, worker_id: str, types: list[str], limit: int, lease_seconds: float, isolated: bool
@@ -181,14 +207,6 @@ class LifecycleStore(EnqueueStore):
             )
             .returning(*jobs.c)
         )
-
-    def _claim_in_one_statement(self, statement: str, params: dict[str, Any]) -> list[Any]:
-        """PostgreSQL: one autocommitted statement (a single statement is atomic: no BEGIN and
-        COMMIT round trips) claims and opens the attempt rows, sent through psycopg: turning
-        SQLAlchemy rows into jobs cost as much as the statement itself. On a held connection,
-        as the success flush: a pool checkout cost more client CPU than the claim's own rows.
-        Not sent twice (see ``HeldConnection``)."""
-        return self._held.run(lambda conn: self._fetch_all(conn, statement, params), retry=False)
 
     @staticmethod
     def _fetch_all(conn: Connection, statement: str, params: dict[str, Any]) -> list[Any]:

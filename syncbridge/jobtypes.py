@@ -53,21 +53,25 @@ class AppliedEffect:
             value = getattr(self, name)
             if value is None and name == "upstream_ref":
                 continue
-            if not isinstance(value, str) or not value or len(value) > limit or "\x00" in value:
-                ok = False
-            else:
-                try:
-                    value.encode("utf-8")
-                    ok = True
-                except UnicodeEncodeError:
-                    ok = False
-            if not ok:
+            if not _fits_a_column(value, limit):
                 raise ValidationError(
                     f"AppliedEffect.{name} must be text of 1 to {limit} characters without NUL "
                     f"or lone surrogates, got {str(value)[:80]!r}"
                     + (f" ({len(value)} characters)" if isinstance(value, str) else ""),
                     field=name,
                 )
+
+
+def _fits_a_column(value: object, limit: int) -> bool:
+    """Non-empty text of at most ``limit`` characters that both databases can store: no NUL,
+    no lone surrogate (no UTF-8 form)."""
+    if not isinstance(value, str) or not 0 < len(value) <= limit or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -56,14 +56,10 @@ class LineLogger(structlog.BytesLogger):
         if held is not None:
             held.append((self, message))
             return
-        with self._lock:
-            self._write(message + b"\n")
-            self._flush()
+        super().msg(message)
 
     def write_lines(self, lines: list[bytes]) -> None:
-        with self._lock:
-            self._write(b"\n".join(lines) + b"\n")
-            self._flush()
+        super().msg(b"\n".join(lines))  # one write and flush, under the file's lock
 
     log = debug = info = warn = warning = msg
     fatal = failure = err = error = critical = exception = msg

@@ -344,7 +344,7 @@ class Worker:
         return results
 
     def _record_unstorable(self, completion: Completion, exc: DBAPIError) -> list[CompletionResult]:
-        reason = storable(str(exc.orig or exc).splitlines()[0], 300)
+        reason = storable(_first_line(exc), 300)
         self._emit(
             "outcome_unstorable",
             level="error",
@@ -529,8 +529,7 @@ class Worker:
             with self._db_state:
                 if self._db_down_since is None:
                     self._db_down_since = time.monotonic()
-                    error = str(exc.orig or exc).splitlines()[0][:300]
-                    self._emit("database_lost", error=error, level="error")
+                    self._emit("database_lost", error=_first_line(exc)[:300], level="error")
             return None
         if self._db_down_since is not None:
             with self._db_state:
@@ -565,3 +564,8 @@ def is_connection_error(exc: DBAPIError) -> bool:
     serialization failure): worth trying the same statement again later. Data, integrity and
     programming errors are not: the same statement fails again."""
     return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+
+
+def _first_line(exc: DBAPIError) -> str:
+    """The driver's message (not SQLAlchemy's wrapping of it with the statement), first line."""
+    return str(exc.orig or exc).splitlines()[0]

@@ -61,11 +61,6 @@ def _has_peers(python: Path) -> bool:
     return subprocess.run(check, capture_output=True, check=False).returncode == 0
 
 
-def run_noop(opts: Options, python: Path, peer: str, batch: int | None) -> Result:
-    """One run of ``peer``'s no-op drain (the runner decides how often and in which order)."""
-    return _run_peer(opts, python, peer, batch)
-
-
 def run_enqueue(opts: Options, python: Path) -> list[Result]:
     """PgQueuer's bulk enqueue, measured as the ``enqueue`` scenario measures ours: a warm-up,
     then ``BULK_RUNS`` calls of ``--jobs`` jobs each; the median counts."""
@@ -95,7 +90,8 @@ def run_enqueue(opts: Options, python: Path) -> list[Result]:
     ]
 
 
-def _run_peer(opts: Options, python: Path, peer: str, batch: int | None) -> Result:
+def run_noop(opts: Options, python: Path, peer: str, batch: int | None) -> Result:
+    """One run of ``peer``'s no-op drain (the runner decides how often and in which order)."""
     count = opts.jobs_for("noop")
     opts.progress(f"peers: {peer}, {count} jobs, {opts.processes} x {opts.concurrency}")
     with postgres_database(opts.database_url, peer) as url:

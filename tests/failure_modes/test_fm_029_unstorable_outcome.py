@@ -15,7 +15,8 @@ error for that attempt alone).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import pytest
 from sqlalchemy.exc import DataError
@@ -51,6 +52,41 @@ def bad_effect(ctx: JobContext) -> Success:
     return Success(effect=AppliedEffect("sb-key", "billing", upstream_ref="r" * 300))
 
 
+def run_until_terminal(
+    store: Store,
+    worker: Worker,
+    ids: dict[str, int],
+    seconds: float,
+    first: Callable[[], None] | None = None,
+) -> list[BaseException]:
+    """Run ``worker`` on a thread until every job of ``ids`` is terminal, ``seconds`` passed, or
+    its loop died; ``first`` runs once it started (it may add jobs to ``ids``). Returns what
+    killed the loop, if anything (the unsafe variants may)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + seconds
+    pause = threading.Event()
+    try:
+        if first is not None:
+            first()
+        while time.monotonic() < deadline and thread.is_alive():
+            if all(store.get_job(i).state in TERMINAL_STATES for i in ids.values()):
+                break
+            pause.wait(0.05)
+    finally:
+        worker.request_stop()
+        thread.join(10)
+    return errors
+
+
 def run_jobs(store: Store, seconds: float) -> tuple[dict[str, JobState], list[str]]:
     """A hostile job and a job with an unstorable effect run first; a plain job is enqueued
     once both finished, so that its outcome comes after theirs. The states once all three are
@@ -70,31 +106,13 @@ def run_jobs(store: Store, seconds: float) -> tuple[dict[str, JobState], list[st
     }
     registry = registry_with(JobType("hostile", hostile), JobType("bad_effect", bad_effect))
     worker = Worker(store, registry, SETTINGS, concurrency=1, on_event=on_event)
-    errors: list[BaseException] = []
 
-    def run() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # the unsafe variant may kill the loop
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    deadline = threading.Event()
-    timer = threading.Timer(seconds, deadline.set)
-    timer.start()
-    try:
+    def then_plain() -> None:
         # Not asserted: the unsafe variant's loop may die before the second job finishes.
         first_two_done.wait(seconds)
         ids["plain"] = store.enqueue(request("plain", max_retries=0)).job.id
-        while not deadline.is_set() and thread.is_alive():
-            if all(store.get_job(i).state in TERMINAL_STATES for i in ids.values()):
-                break
-            deadline.wait(0.05)
-    finally:
-        timer.cancel()
-        worker.request_stop()
-        thread.join(10)
+
+    errors = run_until_terminal(store, worker, ids, seconds, first=then_plain)
     states = {entity: store.get_job(i).state for entity, i in ids.items()}
     return states, events + [f"crashed: {type(e).__name__}" for e in errors]
 
@@ -187,17 +205,7 @@ def refused_among_others(
         concurrency=3,
         on_event=on_event,
     )
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    done = threading.Event()
-    try:
-        for _ in range(int(seconds / 0.05)):
-            if all(store.get_job(i).state in TERMINAL_STATES for i in ids.values()):
-                break
-            done.wait(0.05)
-    finally:
-        worker.request_stop()
-        thread.join(10)
+    run_until_terminal(store, worker, ids, seconds)
     return {e: store.get_job(i).state for e, i in ids.items()}, events, store
 
 

@@ -53,8 +53,10 @@ step pg-logs-off env SYNCBRIDGE_LOG_LEVEL=warning \
 step pg-metrics $SB --database-url "$PG" bench noop --jobs "$JOBS" --metrics --json
 step bare-p1 $PY scripts/peers/bare_loop.py --database-url "$PG" --jobs "$JOBS" --processes 1
 step bare-p2 $PY scripts/peers/bare_loop.py --database-url "$PG" --jobs "$JOBS" --processes 2
-step pg-backlog $SB --database-url "$PG" bench backlog --jobs "$JOBS" --backlog "$BACKLOG" --json
-step sqlite-backlog $SB --database-url "$SQ" bench backlog --jobs "$JOBS" --backlog "$BACKLOG" --json
+step pg-backlog $SB --database-url "$PG" bench backlog --jobs "$JOBS" --backlog "$BACKLOG" \
+  --repeat 3 --json
+step sqlite-backlog $SB --database-url "$SQ" bench backlog --jobs "$JOBS" --backlog "$BACKLOG" \
+  --repeat 3 --json
 step pg-rss-1m $SB --database-url "$PG" bench noop --jobs "$BACKLOG" --rss --rss-at 200 --json
 
 $PY docs/perf/report.py "$OUT" docs/perf

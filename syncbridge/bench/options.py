@@ -32,7 +32,7 @@ class Options:
     sync_fault_rate: float = 0.0
     worker_metrics: bool = False  # workers serve Prometheus metrics (--metrics-port 0)
     timeout: float = 1800.0
-    repeat: int = 1  # noop: runs of syncbridge and of PgQueuer; each one's fastest counts
+    repeat: int = 1  # noop: each system's fastest of this many; backlog: each size's median
     progress: Callable[[str], None] = print
 
     @property

@@ -63,6 +63,18 @@ def fastest(runs: list[Result]) -> Result:
     return best
 
 
+def median_run(runs: list[Result]) -> Result:
+    """The run with the median drain rate (the lower of the two middle ones for an even count),
+    carrying every run's drain rate in run order. For a ratio between two settings (the backlog
+    target), the median of runs that took turns is the fair pick: a best-of favours whichever
+    setting happened to get the host's quiet spell."""
+    ranked = sorted(runs, key=lambda run: float(run.extra.get("drain_jobs_per_s") or 0.0))
+    middle = ranked[(len(ranked) - 1) // 2]
+    if len(runs) > 1:
+        middle.extra["runs_drain_jobs_per_s"] = [run.extra.get("drain_jobs_per_s") for run in runs]
+    return middle
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     """The ``q``-th percentile (0-100) by the nearest-rank method; None for no values."""
     if not values:

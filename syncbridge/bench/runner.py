@@ -44,8 +44,8 @@ def refuse_ignored_options(opts: Options, scenarios: Sequence[str], with_peers: 
     """Options that ``scenarios`` would ignore are refused rather than dropped in silence."""
     if opts.repeat > 1 and opts.rss:
         raise BenchUsageError("--repeat does not apply to --rss runs (each is sampled once)")
-    if opts.repeat > 1 and "noop" not in scenarios:
-        raise BenchUsageError("--repeat applies to the noop scenario only: name noop")
+    if opts.repeat > 1 and not {"noop", "backlog"} & set(scenarios):
+        raise BenchUsageError("--repeat applies to the noop and backlog scenarios: name one")
     if with_peers and not {"noop", "enqueue"} & set(scenarios):
         raise BenchUsageError("--peers compares the noop and enqueue scenarios: name one")
 

@@ -11,7 +11,7 @@ from contextlib import nullcontext
 from syncbridge.bench import measure
 from syncbridge.bench.options import BULK_RUNS, SMALL_BACKLOG, Options
 from syncbridge.bench.procs import RssSampler, wait_exit, wait_until, workers
-from syncbridge.bench.result import BenchError, Result, fastest, percentile, rounded
+from syncbridge.bench.result import BenchError, Result, fastest, median_run, percentile, rounded
 from syncbridge.bench.sandbox import sandbox
 from syncbridge.clock import SystemClock
 from syncbridge.db.queries import Store
@@ -206,8 +206,17 @@ def enqueue(opts: Options) -> list[Result]:
 def backlog(opts: Options) -> list[Result]:
     """Drain K jobs from a queue that also holds a small (1,000) and then a large (``--backlog``)
     number of other pending jobs; compare the rates over the first K successes. The backlog is
-    written straight in SQL (see ``measure.fill_backlog``), the K jobs through ``enqueue_many``."""
-    return [_backlog_once(opts, size) for size in dict.fromkeys((SMALL_BACKLOG, opts.backlog))]
+    written straight in SQL (see ``measure.fill_backlog``), the K jobs through ``enqueue_many``.
+
+    With ``repeat``, the two sizes take turns that many times (small, large, small, ...) and each
+    size's median run is reported: a slow spell of the host (another database's checkpoint, the
+    kernel writing back the large fill) then falls on both sides of the ratio alike."""
+    sizes = list(dict.fromkeys((SMALL_BACKLOG, opts.backlog)))
+    runs: dict[int, list[Result]] = {size: [] for size in sizes}
+    for _ in range(opts.repeat):
+        for size in sizes:
+            runs[size].append(_backlog_once(opts, size))
+    return [median_run(runs[size]) for size in sizes]
 
 
 def _backlog_once(opts: Options, size: int) -> Result:

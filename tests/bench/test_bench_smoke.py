@@ -125,7 +125,7 @@ def test_unsuitable_databases_are_refused(tmp_path: Any) -> None:
     # Ignored options are refused first, before any peer venv or database is made.
     with pytest.raises(BenchUsageError, match="--peers compares"):
         run(sqlite_file, ["latency"], with_peers=True)
-    with pytest.raises(BenchUsageError, match="noop scenario only"):
+    with pytest.raises(BenchUsageError, match="noop and backlog scenarios"):
         run(replace(sqlite_file, repeat=2), ["enqueue"])
     assert not (tmp_path / "x.db").exists()
 
@@ -148,7 +148,7 @@ def test_repeat_keeps_the_fastest_run_and_records_every_run(database_url: str) -
     [
         *((["noop", "--repeat", count], "--repeat") for count in ("0", "21", "two")),
         (["noop", "--rss", "--repeat", "2"], "--repeat does not apply to --rss"),
-        (["latency", "--repeat", "3"], "noop scenario only"),
+        (["latency", "--repeat", "3"], "noop and backlog scenarios"),
         (["latency", "--peers"], "--peers compares the noop and enqueue"),
     ],
 )

@@ -259,7 +259,7 @@ class Worker:
         self._pool.submit((job.id, job.attempt), job_type, ctx)
         self.stats.claimed += 1
         if self._per_job_debug:
-            self._emit("attempt_started", level="debug", **self._job_fields(job))
+            self._emit_fields("attempt_started", "debug", self._job_fields(job))
 
     def _collect(self) -> None:
         for key, report in self._pool.finished():
@@ -385,14 +385,13 @@ class Worker:
                 self.stats.outcomes[state] = self.stats.outcomes.get(state, 0) + 1
                 if not self._per_job_debug:
                     continue
-                self._emit(
-                    "job_state",
-                    job_id=result.job_id,
-                    attempt=result.attempt,
-                    state=state,
-                    follow_up_job_id=result.follow_up_job_id,
-                    level="debug",
-                )
+                fields = {
+                    "job_id": result.job_id,
+                    "attempt": result.attempt,
+                    "state": state,
+                    "follow_up_job_id": result.follow_up_job_id,
+                }
+                self._emit_fields("job_state", "debug", fields)
 
     def _renew(self) -> None:
         held = list(self._in_flight)

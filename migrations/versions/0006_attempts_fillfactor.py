@@ -8,8 +8,10 @@ with `docs/perf/cpu_per_job.sh 2 100000`, alternating: PostgreSQL CPU 43-46 -> 4
 Space: inserts leave half of each page for the updated versions, which pruning then reclaims,
 so the table stays within about twice its packed size.
 
-Existing pages keep their layout; the setting applies to pages written from now on. SQLite has
-no such setting: nothing to do there.
+Existing pages keep their layout; the setting applies to pages written from now on. Setting
+fillfactor takes a SHARE UPDATE EXCLUSIVE lock (PostgreSQL's ALTER TABLE reference), which does
+not block reads or writes, so running workers go on claiming and recording while it runs. SQLite
+has no such setting: nothing to do there.
 
 Revision ID: 0006
 Revises: 0005

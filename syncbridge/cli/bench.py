@@ -66,7 +66,7 @@ COLUMNS: tuple[str, ...] = (
     show_default=True,
     help="noop: run syncbridge and PgQueuer this many times each and keep each one's fastest "
     "drain (Procrastinate runs once). backlog: run both sizes this many times, taking turns, "
-    "and keep each size's median drain.",
+    "and keep each size's median drain (the lower middle run for an even N).",
 )
 @click.option("--timeout", type=click.FloatRange(min=1), default=1800.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON list.")

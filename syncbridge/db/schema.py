@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
     Column,
+    Connection,
     ForeignKey,
     Index,
     Integer,
@@ -15,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    event,
     text,
 )
 
@@ -111,10 +115,17 @@ attempts = Table(
     Column("retryable", Boolean, nullable=True),
     Column("http_status", Integer, nullable=True),
     UniqueConstraint("job_id", "number", name="uq_attempts_job_number"),
-    # Room on each page for the row's one update (the attempt's end), so it stays HOT: no index
-    # column changes (migration 0006).
-    postgresql_with={"fillfactor": ATTEMPTS_FILLFACTOR},
 )
+
+
+# Room on each page for the row's one update (the attempt's end), so it stays HOT: no indexed
+# column changes (migration 0006 for migrated databases; this for ``metadata.create_all``). A
+# listener rather than ``Table(postgresql_with=...)``, which needs SQLAlchemy 2.1.
+@event.listens_for(attempts, "after_create")
+def _attempts_fillfactor(_table: Table, connection: Connection, **_kw: Any) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"ALTER TABLE attempts SET (fillfactor = {ATTEMPTS_FILLFACTOR})")
+
 
 ledger = Table(
     "ledger",

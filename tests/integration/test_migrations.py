@@ -76,6 +76,20 @@ def _attempts_options(engine: Engine) -> list[str] | None:
     return None if found is None else list(found)
 
 
+def test_create_all_gives_the_table_options_the_migrations_give(database_url: str) -> None:
+    """``metadata.create_all`` (tests, tools) and the migrations agree on attempts' fillfactor."""
+    engine = make_engine(database_url)
+    try:
+        migrate.downgrade(engine, "base")
+        metadata.create_all(engine)
+        if engine.dialect.name == "postgresql":
+            assert _attempts_options(engine) == ["fillfactor=50"]
+        metadata.drop_all(engine)
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
 def test_upgrade_and_downgrade_keep_live_data(database_url: str) -> None:
     """0003 → head → 0003 → head on a database that has run jobs: attempts, a ledger row and a
     replay all point at jobs (SQLite rebuilds the table for a changed constraint, which its

@@ -26,6 +26,7 @@ from syncbridge.api import ops, routes, ui, ui_actions
 from syncbridge.api.auth import Sessions
 from syncbridge.api.deps import ApiContext
 from syncbridge.api.middleware import ApiMiddleware
+from syncbridge.api.throttle import FailedLogins
 from syncbridge.api.views import make_templates, render
 from syncbridge.config import Settings
 from syncbridge.errors import DatabaseNotReady, Refused
@@ -56,6 +57,7 @@ def create_app(
     *,
     admin_token: str | None = None,
     sessions: Sessions | None = None,
+    failed_logins: FailedLogins | None = None,
 ) -> FastAPI:
     """``source``: ready services, an ``App`` (built on first request, so a database that is not
     ready yet gives 503 until it is), or a factory. ``admin_token`` defaults to the settings'."""
@@ -70,8 +72,11 @@ def create_app(
         docs_url=None,  # our own /docs: Swagger UI needs a CDN and inline script
         redoc_url=None,
     )
-    app.state.syncbridge = ApiContext(factory, token, sessions or Sessions(), make_templates())
-    app.add_middleware(ApiMiddleware, admin_token=token)
+    throttle = failed_logins or FailedLogins()
+    app.state.syncbridge = ApiContext(
+        factory, token, sessions or Sessions(), make_templates(), throttle
+    )
+    app.add_middleware(ApiMiddleware, admin_token=token, failed_logins=throttle)
     _install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(ops.router)

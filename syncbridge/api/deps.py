@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 
 from syncbridge.api.auth import Session, Sessions, session_of
+from syncbridge.api.throttle import FailedLogins
 from syncbridge.models import Job
 from syncbridge.services import Services
 
@@ -21,6 +22,7 @@ class ApiContext:
     admin_token: str
     sessions: Sessions
     templates: Jinja2Templates
+    failed_logins: FailedLogins
 
 
 def context(request: Request) -> ApiContext:
@@ -30,6 +32,11 @@ def context(request: Request) -> ApiContext:
 
 def services(request: Request) -> Services:
     return context(request).services()
+
+
+def client_address(request: Request) -> str:
+    """The peer's address, as the ASGI server reports it (the key of :class:`FailedLogins`)."""
+    return request.client.host if request.client else "unknown"
 
 
 def correlation_id(request: Request) -> str:

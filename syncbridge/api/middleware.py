@@ -24,6 +24,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from syncbridge.api.auth import SAFE_METHODS, bearer_token, token_matches
+from syncbridge.api.throttle import FailedLogins, Verdict
 from syncbridge.logs import get_logger
 from syncbridge.metrics import observe_api_request
 
@@ -63,9 +64,10 @@ def route_label(scope: Scope, before: Scope) -> str:
 
 
 class ApiMiddleware:
-    def __init__(self, app: ASGIApp, admin_token: str) -> None:
+    def __init__(self, app: ASGIApp, admin_token: str, failed_logins: FailedLogins) -> None:
         self.app = app
         self.admin_token = admin_token
+        self.failed_logins = failed_logins
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,10 +93,15 @@ class ApiMiddleware:
         log = get_logger()
         with structlog.contextvars.bound_contextvars(correlation_id=correlation):
             try:
-                if self._refused(method, scope["path"], headers):
-                    await _send_json(send_with_headers, 401, _UNAUTHORISED, _BEARER_CHALLENGE)
-                else:
+                refusal = self._refusal(method, scope, headers)
+                if refusal is None:
                     await self.app(scope, receive, send_with_headers)
+                elif refusal.retry_after is not None:
+                    wait = refusal.retry_after
+                    body = {"detail": f"{_THROTTLED} {wait} s"}
+                    await _send_json(send_with_headers, 429, body, [_retry_after(wait)])
+                else:
+                    await _send_json(send_with_headers, 401, _UNAUTHORISED, _BEARER_CHALLENGE)
             except Exception as exc:
                 log.exception("http_request_error", error_class=type(exc).__name__)
                 if not response_started:
@@ -110,13 +117,29 @@ class ApiMiddleware:
                 duration_ms=round(seconds * 1000, 3),
             )
 
-    def _refused(self, method: str, path: str, headers: Headers) -> bool:
-        if method in SAFE_METHODS or not path.startswith("/api/"):
-            return False
-        return not token_matches(bearer_token(headers.get("authorization")), self.admin_token)
+    def _refusal(self, method: str, scope: Scope, headers: Headers) -> Verdict | None:
+        """None when the request may go on; else why not (a wrong token, or a throttled
+        address). Only a presented token is a guess: a request without one is refused
+        without counting against its address."""
+        if method in SAFE_METHODS or not scope["path"].startswith("/api/"):
+            return None
+        given = bearer_token(headers.get("authorization"))
+        if not given:
+            return Verdict(ok=False)
+        client = scope.get("client")
+        address = client[0] if client else "unknown"
+        verdict = self.failed_logins.check(address, lambda: token_matches(given, self.admin_token))
+        return None if verdict.ok else verdict
 
 
 _UNAUTHORISED = {"detail": "missing or wrong bearer token (Authorization: Bearer <admin token>)"}
+_THROTTLED = "too many wrong tokens from this address: try again in"
+
+
+def _retry_after(seconds: int) -> tuple[bytes, bytes]:
+    return (b"retry-after", str(seconds).encode())
+
+
 _BEARER_CHALLENGE = [(b"www-authenticate", b'Bearer realm="syncbridge"')]
 
 

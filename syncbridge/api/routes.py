@@ -37,9 +37,15 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         404: "No such job (or, on enqueue, no such job type).",
         409: "Illegal transition; nothing was changed.",
         422: "Invalid request.",
+        429: "Too many wrong tokens from this address in the last minute; nothing was changed "
+        "and the token was not checked. `Retry-After` gives the seconds to wait.",
         503: "The database is unreachable or not migrated.",
     }
-    return {code: {"model": ErrorOut, "description": text[code]} for code in (*codes, 503)}
+    # Where a token is checked, a throttled address can be refused too (``throttle.py``).
+    throttled = (429,) if 401 in codes else ()
+    return {
+        code: {"model": ErrorOut, "description": text[code]} for code in (*codes, *throttled, 503)
+    }
 
 
 MUTATING = [Security(bearer)]

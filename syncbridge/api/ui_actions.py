@@ -12,8 +12,9 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from syncbridge.api.auth import SESSION_COOKIE, SESSION_TTL, Session, same_origin, token_matches
-from syncbridge.api.deps import CorrelationId, Ctx, Svc, context
+from syncbridge.api.deps import CorrelationId, Ctx, Svc, client_address, context
 from syncbridge.api.schemas import MAX_ID
+from syncbridge.api.throttle import Verdict
 from syncbridge.api.views import render
 from syncbridge.errors import InvalidInput, Refused
 from syncbridge.models import Job
@@ -54,12 +55,28 @@ def _logged_in(request: Request, session: Session) -> RedirectResponse:
     return response
 
 
+def _throttled(request: Request, verdict: Verdict) -> Response:
+    error = f"Too many failed logins from this address: try again in {verdict.retry_after} s."
+    response = render(request, "login.html", 429, error=error)
+    response.headers["Retry-After"] = str(verdict.retry_after)
+    return response
+
+
 @router.get("/login")
 def login_page(request: Request, ctx: Ctx, token: str = "") -> Response:
     """``?token=`` is a one-time login code (as printed by ``serve``); it is spent here."""
     if not token:
         return render(request, "login.html", error=None)
-    session = ctx.sessions.redeem(token)
+    session = None
+
+    def redeem() -> bool:
+        nonlocal session
+        session = ctx.sessions.redeem(token)
+        return session is not None
+
+    verdict = ctx.failed_logins.check(client_address(request), redeem)
+    if verdict.throttled:
+        return _throttled(request, verdict)
     if session is None:
         error = "This login link was already used or is not valid. Paste the admin token below."
         return render(request, "login.html", 401, error=error)
@@ -68,12 +85,20 @@ def login_page(request: Request, ctx: Ctx, token: str = "") -> Response:
 
 @router.post("/login")
 async def login(request: Request, ctx: Ctx) -> Response:
-    """The admin token typed into the login form."""
+    """The admin token typed into the login form. An empty form is not a guess."""
     if not same_origin(request):
         raise HTTPException(403, "cross-origin request refused")
     form = await request.form()
     token = form.get("token")
-    if not isinstance(token, str) or not token_matches(token.strip(), ctx.admin_token):
+    if not isinstance(token, str) or not token.strip():
+        return render(request, "login.html", 401, error="Wrong admin token.")
+    given = token.strip()
+    verdict = ctx.failed_logins.check(
+        client_address(request), lambda: token_matches(given, ctx.admin_token)
+    )
+    if verdict.throttled:
+        return _throttled(request, verdict)
+    if not verdict.ok:
         return render(request, "login.html", 401, error="Wrong admin token.")
     return _logged_in(request, ctx.sessions.start())
 

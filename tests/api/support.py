@@ -23,10 +23,11 @@ INVALID = ErrorSnapshot("ValidationError", "customer has no email", False, http_
 
 
 class ASGIBridge(httpx.BaseTransport):
-    """httpx's ASGITransport, driven synchronously (one event loop per request)."""
+    """httpx's ASGITransport, driven synchronously (one event loop per request); the app sees
+    requests come from ``address``."""
 
-    def __init__(self, app: Any) -> None:
-        self.inner = httpx.ASGITransport(app=app)
+    def __init__(self, app: Any, address: str = "127.0.0.1") -> None:
+        self.inner = httpx.ASGITransport(app=app, client=(address, 50000))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         async def call() -> httpx.Response:
@@ -39,8 +40,8 @@ class ASGIBridge(httpx.BaseTransport):
         return anyio.run(call)
 
 
-def client_for(app: Any) -> httpx.Client:
-    return httpx.Client(transport=ASGIBridge(app), base_url="http://testserver")
+def client_for(app: Any, address: str = "127.0.0.1") -> httpx.Client:
+    return httpx.Client(transport=ASGIBridge(app, address), base_url="http://testserver")
 
 
 def enqueue(store: Store, entity_id: str, max_retries: int = 0, **payload: Any) -> Job:

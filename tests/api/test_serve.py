@@ -103,7 +103,16 @@ def test_serve_prints_a_one_time_login_link_and_a_token(tmp_path: Path) -> None:
                 first = client.get(login)
                 assert first.status_code == 303 and "syncbridge_session" in client.cookies
                 client.cookies.clear()
-                assert client.get(login).status_code == 401
+                assert client.get(login).status_code == 401  # the spent link: one wrong answer
+                # The real server's peer address is what gets throttled (FM_030): nine more
+                # wrong tokens, then even the right one waits.
+                wrong = {"Authorization": "Bearer wrong"}
+                for _ in range(9):
+                    assert (
+                        client.post("/api/jobs/noop", json=body, headers=wrong).status_code == 401
+                    )
+                throttled = client.post("/api/jobs/noop", json=body, headers=auth)
+                assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
         finally:
             stop(process)  # type: ignore[arg-type]
 

@@ -34,9 +34,9 @@ def services(request: Request) -> Services:
     return context(request).services()
 
 
-def client_address(request: Request) -> str:
-    """The peer's address, as the ASGI server reports it (the key of :class:`FailedLogins`)."""
-    return request.client.host if request.client else "unknown"
+def client_address(request: Request) -> str | None:
+    """The peer's address, as the ASGI server reports it (what :class:`FailedLogins` keys on)."""
+    return request.client.host if request.client else None
 
 
 def correlation_id(request: Request) -> str:

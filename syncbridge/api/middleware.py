@@ -127,7 +127,7 @@ class ApiMiddleware:
         if not given:
             return Verdict(ok=False)
         client = scope.get("client")
-        address = client[0] if client else "unknown"
+        address = client[0] if client else None
         verdict = self.failed_logins.check(address, lambda: token_matches(given, self.admin_token))
         return None if verdict.ok else verdict
 

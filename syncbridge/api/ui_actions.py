@@ -64,7 +64,9 @@ def _throttled(request: Request, verdict: Verdict) -> Response:
 
 @router.get("/login")
 def login_page(request: Request, ctx: Ctx, token: str = "") -> Response:
-    """``?token=`` is a one-time login code (as printed by ``serve``); it is spent here."""
+    """``?token=`` is a one-time login code (as printed by ``serve``); it is spent here. A
+    blank one is not a guess: the login form is shown."""
+    token = token.strip()
     if not token:
         return render(request, "login.html", error=None)
     session = None

@@ -30,8 +30,15 @@ def _base_url(host: str, port: int) -> str:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option(
+    "--forwarded-allow-ips",
+    default=None,
+    metavar="IPS",
+    help="Comma-separated addresses of reverse proxies whose X-Forwarded-For names the client "
+    "(what wrong-token throttling counts by). Default: none; the TCP peer is the client.",
+)
 @pass_app
-def serve(app: App, host: str, port: int) -> None:
+def serve(app: App, host: str, port: int, forwarded_allow_ips: str | None) -> None:
     """HTTP API + admin UI + /metrics. Prints a one-time login link for the UI."""
     import uvicorn  # here, not at import: `syncbridge --help` need not load the web stack
 
@@ -63,4 +70,14 @@ def serve(app: App, host: str, port: int) -> None:
     click.echo(f"log in to the admin UI (one-time link): {login}")
     sys.stdout.flush()
     # No access log: it would print the login code; the app logs each request itself.
-    uvicorn.run(api, host=host, port=port, access_log=False, log_level=app.settings.log_level)
+    # Forwarding headers only from named proxies: uvicorn trusts them from 127.0.0.1 by
+    # default, and a client that names its own address escapes the throttle (FM_030).
+    uvicorn.run(
+        api,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level=app.settings.log_level,
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )

@@ -104,13 +104,12 @@ def test_serve_prints_a_one_time_login_link_and_a_token(tmp_path: Path) -> None:
                 assert first.status_code == 303 and "syncbridge_session" in client.cookies
                 client.cookies.clear()
                 assert client.get(login).status_code == 401  # the spent link: one wrong answer
-                # The real server's peer address is what gets throttled (FM_030): nine more
-                # wrong tokens, then even the right one waits.
-                wrong = {"Authorization": "Bearer wrong"}
-                for _ in range(9):
-                    assert (
-                        client.post("/api/jobs/noop", json=body, headers=wrong).status_code == 401
-                    )
+                # The real server's TCP peer is what gets throttled (FM_030), whatever address
+                # the client claims: nine more wrong tokens, then even the right one waits.
+                for n in range(9):
+                    wrong = {"Authorization": "Bearer wrong", "X-Forwarded-For": f"192.0.2.{n}"}
+                    refused = client.post("/api/jobs/noop", json=body, headers=wrong)
+                    assert refused.status_code == 401
                 throttled = client.post("/api/jobs/noop", json=body, headers=auth)
                 assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
         finally:

@@ -7,6 +7,8 @@ right one included, until the window has passed (the injected clock moves it).""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +20,13 @@ from fastapi import FastAPI
 
 from syncbridge.api import create_app
 from syncbridge.api.auth import Sessions
-from syncbridge.api.throttle import FAILED_LOGIN_WINDOW, MAX_FAILED_LOGINS, FailedLogins
+from syncbridge.api.throttle import (
+    FAILED_LOGIN_WINDOW,
+    MAX_FAILED_LOGINS,
+    NOT_AN_ADDRESS,
+    FailedLogins,
+    client_key,
+)
 from syncbridge.clock import FakeClock
 from syncbridge.config import Settings
 from syncbridge.db.queries import Store
@@ -90,7 +98,7 @@ def test_prevented_an_address_is_refused_after_the_limit_even_with_the_right_sec
             if way is login_link
             else attacker.post(
                 "/api/jobs/noop",
-                json={"entity_id": "e-1"},
+                json={"entity_id": "refused"},
                 headers={"Authorization": f"Bearer {TOKEN}"},
             )
         )
@@ -103,9 +111,9 @@ def test_prevented_an_address_is_refused_after_the_limit_even_with_the_right_sec
         # Once the window has passed, the attacker's address is heard again.
         store.clock.advance(FAILED_LOGIN_WINDOW.total_seconds())
         assert accepted(way(attacker, right_secret(way, sessions)))
-    # The refused call changed nothing: only the operator's and the last call enqueued.
+    # The refused call changed nothing: its entity has no job.
     if way is api_call:
-        assert len(store.list_jobs(limit=10)) == 1  # the same entity: deduplicated
+        assert [job.entity_id for job in store.list_jobs(limit=10)] == ["e-1"]
 
 
 @pytest.mark.parametrize("way", WAYS_IN.values(), ids=WAYS_IN.keys())
@@ -133,23 +141,93 @@ def test_a_request_without_a_secret_is_not_a_guess(store: Store) -> None:
         assert api_call(client, TOKEN) == 201
 
 
-def test_the_window_slides_and_a_right_answer_clears_the_record() -> None:
+def test_the_window_slides_and_a_right_answer_does_not_clear_the_record() -> None:
     clock = FakeClock()
     logins = FailedLogins(clock, limit=3, window=timedelta(seconds=60))
     wrong, right = (lambda: False), (lambda: True)
-    assert not logins.check("a", wrong).throttled
+    assert not logins.check(ATTACKER, wrong).throttled
     clock.advance(30)
-    assert not logins.check("a", wrong).throttled
-    assert not logins.check("a", wrong).throttled
-    verdict = logins.check("a", right)  # three failures within the minute: not even compared
+    assert not logins.check(ATTACKER, wrong).throttled
+    assert logins.check(ATTACKER, right).ok  # a right answer from the same address...
+    assert not logins.check(ATTACKER, wrong).throttled  # ...bought no extra guesses:
+    verdict = logins.check(ATTACKER, right)  # three failures within the minute, not compared
     assert verdict == (False, 30)
     clock.advance(30)  # the first failure has left the window
-    assert logins.check("a", right).ok
-    for _ in range(2):
-        assert not logins.check("a", wrong).ok
-    assert logins.check("a", right).ok  # the record was cleared: two more wrong ones are fine
-    for _ in range(2):
-        assert not logins.check("a", wrong).throttled
+    assert logins.check(ATTACKER, right).ok
+    assert not logins.check(ATTACKER, wrong).ok
+    assert logins.check(ATTACKER, right).throttled
+
+
+def test_prevented_interleaved_right_answers_from_a_shared_address_do_not_reset_it(
+    store: Store,
+) -> None:
+    """A client with the right token (a cron job behind the same proxy) must not reset the
+    count for an attacker at the same address."""
+    app, _ = make_app(store, FailedLogins(store.clock))
+    compared_wrong = 0
+    with client_for(app, ATTACKER) as shared:
+        for n in range(5 * MAX_FAILED_LOGINS):
+            status = api_call(shared, TOKEN if n % 3 == 0 else f"guess-{n}")
+            compared_wrong += status == 401
+    assert compared_wrong == MAX_FAILED_LOGINS
+
+
+def test_the_check_compare_and_record_are_one_critical_section() -> None:
+    """Fifty threads with a slow comparison: only ``limit`` comparisons run at all."""
+    logins = FailedLogins(FakeClock())
+    compared = Counter[str]()
+    gate = threading.Lock()
+
+    def slow_wrong() -> bool:
+        with gate:
+            compared["calls"] += 1
+        time.sleep(0.005)  # a real thread switch inside the comparison, not a clock
+        return False
+
+    with ThreadPoolExecutor(50) as pool:
+        verdicts = list(pool.map(lambda _: logins.check(ATTACKER, slow_wrong), range(50)))
+    assert compared["calls"] == MAX_FAILED_LOGINS
+    assert sum(verdict.throttled for verdict in verdicts) == 50 - MAX_FAILED_LOGINS
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("[2001:db8:1:2:ffff::9]", "2001:db8:1:2::/64"),
+        ("::1", "::/64"),
+        ("not an address" * 1000, NOT_AN_ADDRESS),
+        ("", NOT_AN_ADDRESS),
+        (None, NOT_AN_ADDRESS),
+    ],
+)
+def test_the_key_is_the_address_an_ipv6_host_its_64_and_anything_else_one_bucket(
+    host: str | None, key: str
+) -> None:
+    assert client_key(host) == key
+
+
+def test_an_ipv6_host_cannot_escape_by_changing_the_low_bits() -> None:
+    logins = FailedLogins(FakeClock(), limit=3)
+    for n in range(3):
+        assert not logins.check(f"2001:db8::{n + 1:x}", lambda: False).throttled
+    assert logins.check("2001:db8::ffff", lambda: True).throttled
+    assert logins.check("2001:db8:0:1::1", lambda: True).ok  # another /64
+
+
+def test_the_record_forgets_the_address_whose_last_failure_is_oldest() -> None:
+    clock = FakeClock()
+    logins = FailedLogins(clock, limit=2, max_clients=2)
+    wrong, right = (lambda: False), (lambda: True)
+    logins.check("10.0.0.1", wrong)
+    logins.check("10.0.0.2", wrong)
+    logins.check("10.0.0.1", wrong)  # 10.0.0.1 failed last: 10.0.0.2 is now the stalest
+    logins.check("10.0.0.3", wrong)  # one too many: 10.0.0.2 is forgotten
+    assert logins.check("10.0.0.1", right).throttled
+    logins.check("10.0.0.2", wrong)  # its first failure again, not its second
+    assert logins.check("10.0.0.2", right).ok
 
 
 def test_the_record_is_bounded_by_forgetting_the_stalest_address() -> None:

@@ -76,7 +76,10 @@ def create_app(
     app.state.syncbridge = ApiContext(
         factory, token, sessions or Sessions(), make_templates(), throttle
     )
-    app.add_middleware(ApiMiddleware, admin_token=token, failed_logins=throttle)
+    own_routes = [
+        route for router in (routes, ops, ui, ui_actions) for route in router.router.routes
+    ]
+    app.add_middleware(ApiMiddleware, admin_token=token, failed_logins=throttle, routes=own_routes)
     _install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(ops.router)

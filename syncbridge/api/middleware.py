@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 from starlette.datastructures import Headers
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from syncbridge.api.auth import SAFE_METHODS, bearer_token, token_matches
@@ -48,14 +48,16 @@ def accepted_correlation_id(value: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def route_label(scope: Scope, before: Scope) -> str:
-    """The matched route's template. Plain Starlette routes (``/openapi.json``, the static
-    mount) are not recorded in the scope, so those are matched again against the scope as it
-    was before routing changed it."""
+def route_label(scope: Scope, before: Scope, routes: Sequence[BaseRoute] = ()) -> str:
+    """The matched route's template. A request the middleware refused never reached routing,
+    and plain Starlette routes (``/openapi.json``, the static mount) are not recorded in the
+    scope: those are matched again against the scope as it was before routing changed it, first
+    against ``routes`` (the app's own routes: FastAPI's ``app.routes`` holds included routers,
+    which match without naming a template), then against the app's."""
     route = scope.get("route")
     if route is None:
         app = scope.get("app")
-        for candidate in getattr(app, "routes", ()):
+        for candidate in (*routes, *getattr(app, "routes", ())):
             if candidate.matches(before)[0] is Match.FULL:
                 route = candidate
                 break
@@ -64,10 +66,17 @@ def route_label(scope: Scope, before: Scope) -> str:
 
 
 class ApiMiddleware:
-    def __init__(self, app: ASGIApp, admin_token: str, failed_logins: FailedLogins) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        admin_token: str,
+        failed_logins: FailedLogins,
+        routes: Sequence[BaseRoute] = (),
+    ) -> None:
         self.app = app
         self.admin_token = admin_token
         self.failed_logins = failed_logins
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,7 +116,7 @@ class ApiMiddleware:
                 if not response_started:
                     await _send_json(send_with_headers, 500, {"detail": "internal error"})
             seconds = time.perf_counter() - started
-            route = route_label(scope, before)
+            route = route_label(scope, before, self.routes)
             observe_api_request(method, route, status, seconds)
             log.info(
                 "http_request",

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from prometheus_client import Counter, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from syncbridge.metrics.instruments import Metrics
 from syncbridge.states import TERMINAL_STATES, JobState
@@ -20,6 +20,7 @@ from syncbridge.states import TERMINAL_STATES, JobState
 LEASE_EXPIRED = "LeaseExpired"  # the error class the rescuer records on an expired attempt
 UNKNOWN = "unknown"
 _TERMINAL = frozenset(str(state) for state in TERMINAL_STATES)
+_Metric = TypeVar("_Metric", bound=MetricWrapperBase)
 
 
 class WorkerMetrics:
@@ -30,12 +31,8 @@ class WorkerMetrics:
             metrics = process_metrics()
         self.metrics = metrics
         self._finishing: dict[tuple[int, int], tuple[str, str]] = {}
-        # Label children by their label values, looked up once: ``.labels()`` validates and
-        # locks on every call (0.8 µs), and a job's events took three of them on the loop
-        # thread. Label sets are bounded (see instruments.py), so these maps are too.
-        self._attempt_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
-        self._finished_children: dict[tuple[str, str], Counter] = {}
-        self._retry_children: dict[str, Counter] = {}
+        # Label children by metric and label values, looked up once (``_child``).
+        self._children: dict[tuple[MetricWrapperBase, tuple[str, ...]], Any] = {}
         self._lock = threading.Lock()
         self._handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
             "worker_started": self._worker_started,
@@ -56,6 +53,15 @@ class WorkerMetrics:
             with self._lock:
                 handler(fields)
 
+    def _child(self, metric: _Metric, *labels: str) -> _Metric:
+        """``metric.labels(*labels)``, looked up once: ``.labels()`` validates and locks on
+        every call (0.8 µs), and a job's events took three of them on the loop thread. Label
+        sets are bounded (see instruments.py), so this map is too. Called under ``_lock``."""
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[(metric, labels)] = metric.labels(*labels)
+        return child
+
     # -- one handler per event -----------------------------------------------------------------
 
     def _worker_started(self, fields: Mapping[str, Any]) -> None:
@@ -69,16 +75,9 @@ class WorkerMetrics:
         m = self.metrics
         job_type, outcome = str(fields["job_type"]), str(fields["outcome"])
         m.in_flight.dec()
-        children = self._attempt_children.get((job_type, outcome))
-        if children is None:
-            children = (
-                m.attempts.labels(job_type, outcome),
-                m.attempt_duration.labels(job_type, outcome),
-            )
-            self._attempt_children[(job_type, outcome)] = children
-        attempts, duration = children
-        attempts.inc()
-        duration.observe(float(fields["duration_ms"]) / 1000)
+        self._child(m.attempts, job_type, outcome).inc()
+        duration = float(fields["duration_ms"]) / 1000
+        self._child(m.attempt_duration, job_type, outcome).observe(duration)
         error_class = fields.get("error_class") or UNKNOWN
         self._finishing[(int(fields["job_id"]), int(fields["attempt"]))] = (job_type, error_class)
 
@@ -87,38 +86,29 @@ class WorkerMetrics:
         job_type, error_class = self._finishing.pop(key, (UNKNOWN, UNKNOWN))
         state = str(fields["state"])
         if state == JobState.PENDING:
-            retries = self._retry_children.get(error_class)
-            if retries is None:
-                retries = self._retry_children[error_class] = self.metrics.retries.labels(
-                    error_class
-                )
-            retries.inc()
+            self._child(self.metrics.retries, error_class).inc()
         elif state in _TERMINAL:
-            finished = self._finished_children.get((job_type, state))
-            if finished is None:
-                finished = self.metrics.jobs_finished.labels(job_type, state)
-                self._finished_children[(job_type, state)] = finished
-            finished.inc()
+            self._child(self.metrics.jobs_finished, job_type, state).inc()
 
     def _lease_lost(self, fields: Mapping[str, Any]) -> None:
         key = (int(fields["job_id"]), int(fields["attempt"]))
         job_type, _ = self._finishing.pop(key, (UNKNOWN, UNKNOWN))
-        self.metrics.leases_lost.labels(job_type).inc()
+        self._child(self.metrics.leases_lost, job_type).inc()
 
     def _jobs_recovered(self, fields: Mapping[str, Any]) -> None:
         m = self.metrics
         m.lease_expirations.inc(int(fields["count"]))
         by_state: Mapping[str, int] = fields["by_state"]
         for state, count in by_state.items():
-            m.jobs_recovered.labels(str(state)).inc(count)
+            self._child(m.jobs_recovered, str(state)).inc(count)
             if state == JobState.PENDING:
-                m.retries.labels(LEASE_EXPIRED).inc(count)
+                self._child(m.retries, LEASE_EXPIRED).inc(count)
         # Jobs whose last attempt ended with its lease never reach ``job_state``: they finish
         # here, and count by their type as every other finished job does.
         finished: Mapping[str, Mapping[str, int]] = fields.get("finished_by_type", {})
         for job_type, states in finished.items():
             for state, count in states.items():
-                m.jobs_finished.labels(str(job_type), str(state)).inc(count)
+                self._child(m.jobs_finished, str(job_type), str(state)).inc(count)
 
     def _jobs_released(self, fields: Mapping[str, Any]) -> None:
         count = int(fields["count"])

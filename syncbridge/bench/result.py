@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from syncbridge.errors import Refused
+
+K = TypeVar("K", bound=Hashable)
 
 
 class BenchError(Refused):
@@ -53,9 +55,9 @@ def fastest(runs: list[Result]) -> Result:
     """The run with the highest drain rate, carrying every run's drain rate in run order: a
     shared 2-core host slows single runs (and PgQueuer's two processes land in a slow mode in
     some runs), so with several runs the best one measures what the system can do."""
-    best = max(runs, key=lambda run: float(run.extra.get("drain_jobs_per_s") or 0.0))
+    best = max(runs, key=_drain_rate)
     if len(runs) > 1:
-        best.extra["runs_drain_jobs_per_s"] = [run.extra.get("drain_jobs_per_s") for run in runs]
+        _record_drains(best, runs)
         if all("steady_jobs_per_s" in run.extra for run in runs):
             steady = [run.extra["steady_jobs_per_s"] for run in runs]
             best.extra["runs_steady_jobs_per_s"] = steady
@@ -68,11 +70,29 @@ def median_run(runs: list[Result]) -> Result:
     carrying every run's drain rate in run order. For a ratio between two settings (the backlog
     target), the median of runs that took turns is the fair pick: a best-of favours whichever
     setting happened to get the host's quiet spell."""
-    ranked = sorted(runs, key=lambda run: float(run.extra.get("drain_jobs_per_s") or 0.0))
-    middle = ranked[(len(ranked) - 1) // 2]
+    middle = sorted(runs, key=_drain_rate)[(len(runs) - 1) // 2]
     if len(runs) > 1:
-        middle.extra["runs_drain_jobs_per_s"] = [run.extra.get("drain_jobs_per_s") for run in runs]
+        _record_drains(middle, runs)
     return middle
+
+
+def _drain_rate(run: Result) -> float:
+    return float(run.extra.get("drain_jobs_per_s") or 0.0)
+
+
+def _record_drains(picked: Result, runs: list[Result]) -> None:
+    picked.extra["runs_drain_jobs_per_s"] = [run.extra.get("drain_jobs_per_s") for run in runs]
+
+
+def taking_turns(times: int, runs: Mapping[K, Callable[[], Result]]) -> dict[K, list[Result]]:
+    """Each of ``runs`` ``times`` times, taking turns (a, b, c, a, b, c, ...) rather than one
+    after the other, so that a slow spell of a shared host falls on every side alike; each
+    key's results in run order."""
+    results: dict[K, list[Result]] = {key: [] for key in runs}
+    for _ in range(times):
+        for key, run in runs.items():
+            results[key].append(run())
+    return results
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from syncbridge.bench import peers as peer_runs
 from syncbridge.bench.options import SCENARIOS, Options
-from syncbridge.bench.result import BenchError, BenchUsageError, Result, fastest
+from syncbridge.bench.result import BenchError, BenchUsageError, Result, fastest, taking_turns
 from syncbridge.bench.sandbox import backend_of
 from syncbridge.bench.scenarios import backlog, enqueue, latency, noop, noop_once
 from syncbridge.bench.sync import require_job_type, sync
@@ -80,17 +80,17 @@ def _noop_beside_peers(opts: Options, python: Path) -> list[Result]:
     spell of a shared host falls on every side alike; each keeps its fastest run. Procrastinate
     runs once: at two minutes a run and a hundredth of the others' rate, repeating it would
     only lengthen the benchmark."""
-    repeated = [(peer, batch) for peer, batch in peer_runs.PEER_RUNS if peer != "procrastinate"]
-    ours: list[Result] = []
-    theirs: dict[tuple[str, int | None], list[Result]] = {key: [] for key in repeated}
-    for _ in range(opts.repeat):
-        ours.append(noop_once(opts, opts.concurrency))
-        for peer, batch in repeated:
-            theirs[(peer, batch)].append(peer_runs.run_noop(opts, python, peer, batch))
-    results = [fastest(ours)]
+    turns: dict[tuple[str, int | None], Callable[[], Result]] = {
+        ("syncbridge", None): partial(noop_once, opts, opts.concurrency)
+    }
     for peer, batch in peer_runs.PEER_RUNS:
-        if (peer, batch) in theirs:
-            results.append(fastest(theirs[(peer, batch)]))
+        if peer != "procrastinate":
+            turns[(peer, batch)] = partial(peer_runs.run_noop, opts, python, peer, batch)
+    runs = taking_turns(opts.repeat, turns)
+    results = [fastest(runs[("syncbridge", None)])]
+    for peer, batch in peer_runs.PEER_RUNS:
+        if (peer, batch) in runs:
+            results.append(fastest(runs[(peer, batch)]))
         else:
             results.append(peer_runs.run_noop(opts, python, peer, batch))
     return results

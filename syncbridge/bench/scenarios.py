@@ -7,11 +7,20 @@ import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from functools import partial
 
 from syncbridge.bench import measure
 from syncbridge.bench.options import BULK_RUNS, SMALL_BACKLOG, Options
 from syncbridge.bench.procs import RssSampler, wait_exit, wait_until, workers
-from syncbridge.bench.result import BenchError, Result, fastest, median_run, percentile, rounded
+from syncbridge.bench.result import (
+    BenchError,
+    Result,
+    fastest,
+    median_run,
+    percentile,
+    rounded,
+    taking_turns,
+)
 from syncbridge.bench.sandbox import sandbox
 from syncbridge.clock import SystemClock
 from syncbridge.db.queries import Store
@@ -211,12 +220,9 @@ def backlog(opts: Options) -> list[Result]:
     With ``repeat``, the two sizes take turns that many times (small, large, small, ...) and each
     size's median run is reported: a slow spell of the host (another database's checkpoint, the
     kernel writing back the large fill) then falls on both sides of the ratio alike."""
-    sizes = list(dict.fromkeys((SMALL_BACKLOG, opts.backlog)))
-    runs: dict[int, list[Result]] = {size: [] for size in sizes}
-    for _ in range(opts.repeat):
-        for size in sizes:
-            runs[size].append(_backlog_once(opts, size))
-    return [median_run(runs[size]) for size in sizes]
+    sizes = dict.fromkeys((SMALL_BACKLOG, opts.backlog))
+    runs = taking_turns(opts.repeat, {size: partial(_backlog_once, opts, size) for size in sizes})
+    return [median_run(size_runs) for size_runs in runs.values()]
 
 
 def _backlog_once(opts: Options, size: int) -> Result:

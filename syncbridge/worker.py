@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from syncbridge.completion_writer import CompletionWriter
 from syncbridge.config import Settings
-from syncbridge.db.engine import IN_MEMORY_REFUSAL, is_in_memory_sqlite
+from syncbridge.db.engine import IN_MEMORY_REFUSAL, driver_message, is_in_memory_sqlite
 from syncbridge.db.notify import Listener
 from syncbridge.db.queries import Store
 from syncbridge.db.sqlite_watch import SqliteWatcher
@@ -344,7 +344,7 @@ class Worker:
         return results
 
     def _record_unstorable(self, completion: Completion, exc: DBAPIError) -> list[CompletionResult]:
-        reason = storable(_first_line(exc), 300)
+        reason = storable(driver_message(exc), 300)
         self._emit(
             "outcome_unstorable",
             level="error",
@@ -528,7 +528,7 @@ class Worker:
             with self._db_state:
                 if self._db_down_since is None:
                     self._db_down_since = time.monotonic()
-                    self._emit("database_lost", error=_first_line(exc)[:300], level="error")
+                    self._emit("database_lost", error=driver_message(exc)[:300], level="error")
             return None
         if self._db_down_since is not None:
             with self._db_state:
@@ -563,8 +563,3 @@ def is_connection_error(exc: DBAPIError) -> bool:
     serialization failure): worth trying the same statement again later. Data, integrity and
     programming errors are not: the same statement fails again."""
     return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
-
-
-def _first_line(exc: DBAPIError) -> str:
-    """The driver's message (not SQLAlchemy's wrapping of it with the statement), first line."""
-    return str(exc.orig or exc).splitlines()[0]

@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from syncbridge import migrate
 from syncbridge.bench.result import BenchError
-from syncbridge.db.engine import make_engine, normalise_url
+from syncbridge.db.engine import driver_message, make_engine, normalise_url
 from syncbridge.db.queries import Store
 
 
@@ -83,10 +83,9 @@ def postgres_database(configured_url: str, label: str) -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except DBAPIError as exc:
         admin.dispose()
-        first = str(exc.orig or exc).strip().splitlines()[0]
         raise BenchError(
             f"cannot create a benchmark database on "
-            f"{configured.render_as_string(hide_password=True)}: {first} "
+            f"{configured.render_as_string(hide_password=True)}: {driver_message(exc)} "
             "(bench runs in a database of its own and needs the CREATEDB privilege)"
         ) from None
     try:

@@ -16,7 +16,7 @@ from syncbridge import migrate as migrations
 from syncbridge.cli.app import App
 from syncbridge.cli.durations import parse_age
 from syncbridge.cli.main import cli
-from syncbridge.db.engine import IN_MEMORY_REFUSAL, is_in_memory_sqlite
+from syncbridge.db.engine import IN_MEMORY_REFUSAL, driver_message, is_in_memory_sqlite
 from syncbridge.errors import DatabaseNotReady
 from syncbridge.worker import Worker
 
@@ -35,7 +35,7 @@ def migrate(app: App) -> None:
     except DBAPIError as exc:
         raise DatabaseNotReady(
             f"database unreachable at {engine.url.render_as_string(hide_password=True)}: "
-            f"{str(exc.orig or exc).strip().splitlines()[0]}"
+            f"{driver_message(exc)}"
         ) from None
     click.echo(f"schema at head ({migrations.head_revision()})")
 

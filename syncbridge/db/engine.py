@@ -18,6 +18,13 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_OPTION = "syncbridge_read_only"
 
 
+def driver_message(exc: DBAPIError) -> str:
+    """The driver's own message (not SQLAlchemy's wrapping of it with the statement and
+    parameters), its first line; the error's class name when it says nothing."""
+    text = str(exc.orig or exc).strip()
+    return text.splitlines()[0] if text else type(exc.orig or exc).__name__
+
+
 def normalise_url(url: str) -> str:
     """``postgresql://`` and ``postgres://`` mean psycopg 3 here, not psycopg2."""
     for prefix in ("postgresql://", "postgres://"):
@@ -132,7 +139,7 @@ def check_ready(engine: Engine) -> None:
     except DBAPIError as exc:
         raise DatabaseNotReady(
             f"database unreachable at {engine.url.render_as_string(hide_password=True)}: "
-            f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}"
+            f"{driver_message(exc)}"
         ) from None
     if "jobs" not in tables or revision is None:
         raise DatabaseNotReady("database schema is not migrated: run `syncbridge migrate`")

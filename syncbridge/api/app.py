@@ -76,15 +76,12 @@ def create_app(
     app.state.syncbridge = ApiContext(
         factory, token, sessions or Sessions(), make_templates(), throttle
     )
-    own_routes = [
-        route for router in (routes, ops, ui, ui_actions) for route in router.router.routes
-    ]
+    routers = [module.router for module in (routes, ops, ui, ui_actions)]
+    own_routes = [route for router in routers for route in router.routes]
     app.add_middleware(ApiMiddleware, admin_token=token, failed_logins=throttle, routes=own_routes)
     _install_error_handlers(app)
-    app.include_router(routes.router)
-    app.include_router(ops.router)
-    app.include_router(ui.router)
-    app.include_router(ui_actions.router)
+    for router in routers:
+        app.include_router(router)
     app.mount("/static", StaticFiles(packages=[("syncbridge", "static")]), name="static")
     return app
 

@@ -92,11 +92,13 @@ async def login(request: Request, ctx: Ctx) -> Response:
         raise HTTPException(403, "cross-origin request refused")
     form = await request.form()
     token = form.get("token")
-    if not isinstance(token, str) or not token.strip():
-        return render(request, "login.html", 401, error="Wrong admin token.")
-    given = token.strip()
-    verdict = ctx.failed_logins.check(
-        client_address(request), lambda: token_matches(given, ctx.admin_token)
+    given = token.strip() if isinstance(token, str) else ""
+    verdict = (
+        ctx.failed_logins.check(
+            client_address(request), lambda: token_matches(given, ctx.admin_token)
+        )
+        if given
+        else Verdict(ok=False)
     )
     if verdict.throttled:
         return _throttled(request, verdict)

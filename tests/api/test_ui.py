@@ -81,7 +81,7 @@ def test_dashboard_counts_and_charts(client: httpx.Client, store: Store) -> None
     assert re.search(r'<span class="n">1</span><span class="label">dead</span>', page)
     assert re.search(r'<span class="n">3</span><span class="label">jobs</span>', page)
     assert page.count("<svg") == 2 and "<polyline" in page
-    assert "2 finished, 1 succeeded, 1 failed" in page
+    assert "2 started, 1 succeeded, 1 failed, 0 running" in page
 
 
 def test_jobs_list_filters_and_pages(client: httpx.Client, store: Store) -> None:

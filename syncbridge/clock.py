@@ -8,6 +8,7 @@ sleeping. On PostgreSQL the store reads lease time from the database itself when
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -22,6 +23,20 @@ class SystemClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+class ElapsedClock:
+    """Wall-clock time at creation plus the monotonic time elapsed since: never steps back or
+    jumps when the host's clock is set. For in-memory deadlines (login throttling, UI sessions),
+    where a clock step must not lengthen a lock-out or end a session early; never for stored
+    times, which must agree with other processes and hosts."""
+
+    def __init__(self) -> None:
+        self._origin = datetime.now(UTC)
+        self._origin_monotonic = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._origin + timedelta(seconds=time.monotonic() - self._origin_monotonic)
 
 
 class FakeClock:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 
 from starlette.requests import Request
 
-from syncbridge.clock import Clock, SystemClock
+from syncbridge.clock import Clock, ElapsedClock
 
 SESSION_COOKIE = "syncbridge_session"
 SESSION_TTL = timedelta(hours=12)
@@ -65,7 +65,7 @@ class Sessions:
     """One-time login codes and the sessions they start; safe to share between threads."""
 
     def __init__(self, clock: Clock | None = None, ttl: timedelta = SESSION_TTL) -> None:
-        self._clock = clock or SystemClock()
+        self._clock = clock or ElapsedClock()
         self._ttl = ttl
         self._lock = threading.Lock()
         self._codes: set[str] = set()

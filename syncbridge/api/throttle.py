@@ -15,8 +15,9 @@ shares one bucket, so the record's keys are short and bounded whatever a client 
 
 The check, the comparison and the record happen under one lock, so fifty wrong guesses sent at
 once from one address get ``limit`` comparisons, not fifty. The record lives in this process's
-memory, like the UI sessions (``auth.py``): a restart forgets it. The peer address is the TCP
-peer's: ``syncbridge serve`` reads ``X-Forwarded-For`` only from the proxies named in
+memory, like the UI sessions (``auth.py``): a restart forgets it. Its window runs on elapsed
+(monotonic) time, so setting the host's clock back does not lengthen a lock-out. The peer
+address is the TCP peer's: ``syncbridge serve`` reads ``X-Forwarded-For`` only from the proxies named in
 ``--forwarded-allow-ips`` (uvicorn's default trusts it from 127.0.0.1, which would let any local
 client name its own address); behind a proxy not named there every client has its address.
 
@@ -35,7 +36,7 @@ from datetime import datetime, timedelta
 from math import ceil
 from typing import NamedTuple
 
-from syncbridge.clock import Clock, SystemClock
+from syncbridge.clock import Clock, ElapsedClock
 from syncbridge.logs import get_logger
 
 MAX_FAILED_LOGINS = 10
@@ -80,7 +81,7 @@ class FailedLogins:
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        self._clock = clock or SystemClock()
+        self._clock = clock or ElapsedClock()
         self._limit = limit
         self._window = window
         self._max_clients = max_clients

@@ -17,9 +17,10 @@ The check, the comparison and the record happen under one lock, so fifty wrong g
 once from one address get ``limit`` comparisons, not fifty. The record lives in this process's
 memory, like the UI sessions (``auth.py``): a restart forgets it. Its window runs on elapsed
 (monotonic) time, so setting the host's clock back does not lengthen a lock-out. The peer
-address is the TCP peer's: ``syncbridge serve`` reads ``X-Forwarded-For`` only from the proxies named in
-``--forwarded-allow-ips`` (uvicorn's default trusts it from 127.0.0.1, which would let any local
-client name its own address); behind a proxy not named there every client has its address.
+address is the TCP peer's: ``syncbridge serve`` reads ``X-Forwarded-For`` only from the proxies
+named in ``--forwarded-allow-ips`` (uvicorn's default trusts it from 127.0.0.1, which would let
+any local client name its own address); behind a proxy not named there every client has its
+address.
 
 A small hand-written counter rather than a rate-limiting library: what is limited is wrong
 answers, not requests, the comparison must run inside the same critical section, and the

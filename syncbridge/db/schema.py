@@ -116,14 +116,8 @@ attempts = Table(
     Column("http_status", Integer, nullable=True),
     UniqueConstraint("job_id", "number", name="uq_attempts_job_number"),
     # The dashboard's activity read (Store.attempts_started). started_at is written once, so the
-    # attempt's update stays HOT. On PostgreSQL a BRIN index: a few kB, and nothing to maintain
-    # per insert while the newest pages are not yet summarized (migration 0007).
-    Index(
-        "ix_attempts_started_at",
-        "started_at",
-        postgresql_using="brin",
-        postgresql_with={"autosummarize": "on"},
-    ),
+    # attempt's closing update stays HOT (migration 0007).
+    Index("ix_attempts_started_at", "started_at"),
 )
 
 

@@ -18,11 +18,13 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 READ_ONLY_OPTION = "syncbridge_read_only"
 
 
-def driver_message(exc: DBAPIError) -> str:
+def driver_message(exc: BaseException) -> str:
     """The driver's own message (not SQLAlchemy's wrapping of it with the statement and
-    parameters), its first line; the error's class name when it says nothing."""
-    text = str(exc.orig or exc).strip()
-    return text.splitlines()[0] if text else type(exc.orig or exc).__name__
+    parameters), its first line; the error's class name when it says nothing. Any exception
+    will do: one that wraps no driver error gives its own first line."""
+    error = getattr(exc, "orig", None) or exc
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def normalise_url(url: str) -> str:

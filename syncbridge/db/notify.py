@@ -14,6 +14,8 @@ import psycopg
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 
+from syncbridge.db.engine import driver_message
+
 CHANNEL = "syncbridge_jobs"
 
 
@@ -64,6 +66,6 @@ class Listener:
                                 self._wake()
             except psycopg.Error as exc:
                 if self._on_error is not None:
-                    self._on_error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                    self._on_error(driver_message(exc))
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from sqlalchemy.exc import SQLAlchemyError
 
+from syncbridge.db.engine import driver_message
 from syncbridge.db.queries import Store
 from syncbridge.logs import get_logger
 from syncbridge.metrics.queries import QUEUE_STATES, queue_snapshot, worker_snapshot
@@ -48,7 +49,7 @@ class DatabaseCollector:
             self.log.warning(
                 "metrics_database_unavailable",
                 error_class=type(exc).__name__,
-                error=str(exc).splitlines()[0][:300],
+                error=driver_message(exc)[:300],
             )
             up.add_metric([], 0)
             yield up

@@ -28,3 +28,18 @@ class DriverError(Exception):
 def test_the_drivers_first_line_or_its_class(text: str, shown: str) -> None:
     exc = OperationalError("SELECT 1 -- the statement", {"p": 1}, DriverError(text))
     assert driver_message(exc) == shown
+
+
+@pytest.mark.parametrize(
+    ("exc", "shown"),
+    [
+        (
+            TimeoutError("QueuePool limit of size 5 reached\nmore"),
+            "QueuePool limit of size 5 reached",
+        ),
+        (DriverError(""), "DriverError"),
+    ],
+)
+def test_an_error_that_wraps_no_driver_error_gives_its_own(exc: Exception, shown: str) -> None:
+    # The LISTEN thread (psycopg's own errors) and the metrics scrape (any SQLAlchemyError).
+    assert driver_message(exc) == shown

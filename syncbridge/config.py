@@ -23,6 +23,12 @@ DEFAULT_CONFIG_PATH = Path("config/syncbridge.toml")
 ENV_PREFIX = "SYNCBRIDGE_"
 
 
+# The longest duration any setting takes: 100 years. Beyond that, times computed from it
+# overflow (a datetime past year 9999, a wait longer than threading.TIMEOUT_MAX) in the thread
+# that uses it, long after start-up said the setting was fine.
+MAX_SECONDS = 100 * 365 * 86400
+
+
 class Settings(BaseSettings):
     # allow_inf_nan=False: "inf" passes gt=0 yet breaks every timedelta made from it.
     model_config = SettingsConfigDict(
@@ -31,28 +37,28 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./syncbridge.db"
     job_max_retries_default: int = Field(3, ge=0, le=1000)
-    job_backoff_seconds_base: float = Field(2.0, ge=0)
-    job_backoff_seconds_cap: float = Field(3600.0, gt=0)
-    job_lease_seconds: float = Field(60.0, gt=0)
-    job_timeout_seconds: float = Field(300.0, gt=0)
+    job_backoff_seconds_base: float = Field(2.0, ge=0, le=MAX_SECONDS)
+    job_backoff_seconds_cap: float = Field(3600.0, gt=0, le=MAX_SECONDS)
+    job_lease_seconds: float = Field(60.0, gt=0, le=MAX_SECONDS)
+    job_timeout_seconds: float = Field(300.0, gt=0, le=MAX_SECONDS)
     crm_url: str = "http://127.0.0.1:8101"
     billing_url: str = "http://127.0.0.1:8102"
-    upstream_timeout_seconds: float = Field(10.0, gt=0)
+    upstream_timeout_seconds: float = Field(10.0, gt=0, le=MAX_SECONDS)
     admin_token: str | None = None
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     plugins: str | None = None
-    shutdown_grace_seconds: float = Field(30.0, ge=0)
-    poll_interval_seconds: float = Field(0.5, gt=0)
+    shutdown_grace_seconds: float = Field(30.0, ge=0, le=MAX_SECONDS)
+    poll_interval_seconds: float = Field(0.5, gt=0, le=MAX_SECONDS)
     # SQLite wake-ups (db/sqlite_watch.py): the watcher's wait after a commit, doubling while
     # nothing is committed up to the slowest.
-    sqlite_poll_fastest_seconds: float = Field(0.001, gt=0)
-    sqlite_poll_slowest_seconds: float = Field(0.05, gt=0)
-    rescue_interval_seconds: float = Field(5.0, gt=0)
-    reconcile_interval_seconds: float = Field(60.0, gt=0)
+    sqlite_poll_fastest_seconds: float = Field(0.001, gt=0, le=MAX_SECONDS)
+    sqlite_poll_slowest_seconds: float = Field(0.05, gt=0, le=MAX_SECONDS)
+    rescue_interval_seconds: float = Field(5.0, gt=0, le=MAX_SECONDS)
+    reconcile_interval_seconds: float = Field(60.0, gt=0, le=MAX_SECONDS)
     # Retention: workers delete finished jobs older than this (unset: keep everything).
-    retention_seconds: float | None = Field(None, gt=0)
-    prune_interval_seconds: float = Field(3600.0, gt=0)
+    retention_seconds: float | None = Field(None, gt=0, le=MAX_SECONDS)
+    prune_interval_seconds: float = Field(3600.0, gt=0, le=MAX_SECONDS)
 
     @field_validator("sqlite_poll_slowest_seconds")
     @classmethod

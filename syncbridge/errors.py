@@ -90,5 +90,15 @@ class InvalidInput(Refused):
     status_code = 422
 
 
+class InvalidBatchRequest(InvalidInput):
+    """One request of a bulk enqueue refused, so the batch stored nothing; ``index`` is its
+    position in the batch (0-based), for callers that number their input otherwise."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"request {index + 1}: {reason}")
+        self.index = index
+        self.reason = reason
+
+
 class DatabaseNotReady(Exception):
     """The database is unreachable or its schema is not at head (CLI exit 3, HTTP 503)."""

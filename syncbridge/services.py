@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,12 +21,21 @@ ENTITY_ID_MAX = 255
 KEY_MAX = 255
 # A bulk load this large gets fresh planner statistics at once (Store.refresh_statistics).
 REFRESH_STATISTICS_AFTER = 10_000
+# A payload's JSON, encoded: jobs carry references and small records, not documents. Every row
+# of a claim batch is read into the worker's memory, and reads need no token.
+PAYLOAD_MAX_BYTES = 1024 * 1024
 # C0, DEL and C1 (``\x9b`` is a one-byte terminal CSI); lone surrogates are not text at all.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Invisible characters that change how the text around them is shown: bidi overrides and
+# isolates, zero-width characters (format, Cf) and the line and paragraph separators. In an id
+# they let two different ids look alike, or one look like another.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Zl", "Zp"})
 
 
-def validate_text(name: str, value: str, limit: int) -> str:
+def validate_text(name: str, value: object, limit: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string, not {_json_type(value)}")
     if not value:
         raise InvalidInput(f"{name} must not be empty")
     if len(value) > limit:
@@ -34,7 +44,51 @@ def validate_text(name: str, value: str, limit: int) -> str:
         raise InvalidInput(f"{name} must not contain control characters")
     if _SURROGATE.search(value):
         raise InvalidInput(f"{name} must be valid UTF-8 text")
+    if not value.isascii():
+        for char in value:
+            if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+                code = f"U+{ord(char):04X}"
+                raise InvalidInput(
+                    f"{name} must not contain invisible formatting characters ({code})"
+                )
     return value
+
+
+def validate_payload(payload: object) -> dict[str, Any]:
+    """A payload the engine stores and hands back unchanged: a JSON object of plain JSON (no
+    NaN or Infinity), valid UTF-8 text (no lone surrogate), at most ``PAYLOAD_MAX_BYTES``."""
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"payload must be a JSON object, not {_json_type(payload)}")
+    try:
+        encoded = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except RecursionError:
+        raise InvalidInput("payload is nested too deeply") from None
+    except UnicodeEncodeError:
+        raise InvalidInput("payload must be valid UTF-8 text (it holds a lone surrogate)") from None
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"payload must be plain JSON (no NaN or Infinity): {exc}") from None
+    if len(encoded) > PAYLOAD_MAX_BYTES:
+        raise InvalidInput(
+            f"payload is {len(encoded):,} bytes of JSON; the limit is {PAYLOAD_MAX_BYTES:,}"
+        )
+    return payload
+
+
+def _json_type(value: object) -> str:
+    """How a JSON reader would name ``value``'s type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 @dataclass(frozen=True)
@@ -80,16 +134,11 @@ class Services:
         run_at: datetime | None = None,
     ) -> EnqueueRequest:
         """Validate one enqueue; raises :class:`InvalidInput` naming what is wrong."""
+        if not isinstance(job_type, str):
+            raise InvalidInput(f"job type must be a string, not {_json_type(job_type)}")
         kind = self.registry.get(job_type)
         validate_text("entity id", entity_id, ENTITY_ID_MAX)
-        if payload is None:
-            payload = {}
-        if not isinstance(payload, dict):
-            raise InvalidInput("payload must be a JSON object")
-        try:
-            json.dumps(payload, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"payload must be plain JSON (no NaN or Infinity): {exc}") from None
+        payload = validate_payload({} if payload is None else payload)
         if idempotency_key is not None:
             validate_text("idempotency key", idempotency_key, KEY_MAX)
         if correlation_id is not None:
@@ -98,8 +147,12 @@ class Services:
             max_retries = kind.max_retries
         if max_retries is None:
             max_retries = self.settings.job_max_retries_default
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int):
+            raise InvalidInput(f"max retries must be an integer, not {_json_type(max_retries)}")
         if not 0 <= max_retries <= 1000:
             raise InvalidInput("max retries must be between 0 and 1000")
+        if run_at is not None and not isinstance(run_at, datetime):
+            raise InvalidInput(f"run-at must be a time, not {_json_type(run_at)}")
         if run_at is not None and run_at.tzinfo is None:
             raise InvalidInput("run-at needs a time zone offset (for example 2030-01-01T00:00Z)")
         if run_at is not None:

@@ -7,7 +7,6 @@ so the API and the CLI agree to the character.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -22,6 +21,8 @@ from pydantic import (
     field_validator,
 )
 
+from syncbridge.errors import InvalidInput
+from syncbridge.services import validate_payload
 from syncbridge.states import JobState
 
 # Text the engine accepts: no C0/C1 control characters (the services refuse them too).
@@ -62,12 +63,12 @@ class EnqueueIn(BaseModel):
     @field_validator("payload")
     @classmethod
     def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
-        # Lone surrogates (``"\ud800"``) are valid JSON escapes but not text a database stores.
+        # Lone surrogates (``"\ud800"``) are valid JSON escapes but not text a database
+        # stores; the same check as every other way in (CLI, UI, files).
         try:
-            json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
-        except (UnicodeEncodeError, ValueError) as exc:
-            raise ValueError(f"payload must be plain JSON text: {exc}") from None
-        return value
+            return validate_payload(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
 
 
 class ReplayAllIn(BaseModel):

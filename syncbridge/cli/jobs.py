@@ -10,8 +10,17 @@ import click
 
 from syncbridge.cli.app import App
 from syncbridge.cli.main import cli
-from syncbridge.cli.output import JOB_COLUMNS, emit_json, emit_list, job_row, short_error, table
-from syncbridge.errors import InvalidInput
+from syncbridge.cli.output import (
+    JOB_COLUMNS,
+    emit_json,
+    emit_list,
+    job_row,
+    short_error,
+    shown,
+    table,
+)
+from syncbridge.errors import InvalidBatchRequest, InvalidInput
+from syncbridge.models import EnqueueRequest
 from syncbridge.states import JobState
 
 pass_app = click.make_pass_decorator(App)
@@ -48,7 +57,10 @@ def _run_at(text: str | None) -> datetime | None:
 @click.option(
     "--from-file",
     type=click.File("r"),
-    help="JSON lines of {job_type, entity_id, payload?, idempotency_key?, ...}; all or nothing.",
+    help=(
+        "JSON lines of {job_type, entity_id, payload?, idempotency_key?, ...}. Every line is "
+        "checked first; a bad one stores nothing."
+    ),
 )
 @click.option("--payload", help="JSON object handed to the handler.")
 @click.option("--idempotency-key", help="Enqueueing the same key twice returns the same job.")
@@ -96,37 +108,59 @@ def enqueue(
 
 
 def _enqueue_file(app: App, source: TextIO, as_json: bool) -> None:
-    """Validate every line first, then insert in bulk: a bad line stores nothing."""
-    requests = []
+    """Check every line first (fields, their types, keys against each other and the database),
+    then insert in bulk: a bad line stores nothing."""
+    requests, line_numbers = [], []
     for number, line in enumerate(source, 1):
         if not line.strip():
             continue
         try:
-            item = json.loads(line)
-            if not isinstance(item, dict):
-                raise InvalidInput("each line must be a JSON object")
-            unknown = set(item) - BULK_FIELDS
-            if unknown:
-                raise InvalidInput(f"unknown field(s) {sorted(unknown)}")
-            requests.append(
-                app.services.build_request(
-                    str(item.get("job_type", "")),
-                    str(item.get("entity_id", "")),
-                    item.get("payload"),
-                    idempotency_key=item.get("idempotency_key"),
-                    correlation_id=item.get("correlation_id"),
-                    max_retries=item.get("max_retries"),
-                    run_at=_run_at(item.get("run_at")),
-                )
-            )
-        except (json.JSONDecodeError, InvalidInput) as exc:
+            requests.append(_bulk_request(app, line))
+        except InvalidInput as exc:
             raise InvalidInput(f"line {number}: {exc}") from None
-    results = app.services.enqueue_many(requests)
+        line_numbers.append(number)
+    try:
+        results = app.services.enqueue_many(requests)
+    except InvalidBatchRequest as exc:
+        raise InvalidInput(
+            f"line {line_numbers[exc.index]}: {exc.reason}; nothing was stored"
+        ) from None
     if as_json:
         emit_list([r.job.to_dict() | {"deduplicated": r.deduplicated} for r in results])
         return
     new = sum(not r.deduplicated for r in results)
     click.echo(f"{len(results)} jobs: {new} new, {len(results) - new} deduplicated", err=True)
+
+
+def _bulk_request(app: App, line: str) -> EnqueueRequest:
+    """One line of ``--from-file``, validated as ``build_request`` validates any enqueue: the
+    values go in with their JSON types, so ``"entity_id": 5`` is refused, not read as "5"."""
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("nested too deeply") from None
+    if not isinstance(item, dict):
+        raise InvalidInput("each line must be a JSON object")
+    unknown = set(item) - BULK_FIELDS
+    if unknown:
+        raise InvalidInput(f"unknown field(s) {sorted(unknown)}")
+    missing = [name for name in ("job_type", "entity_id") if name not in item]
+    if missing:
+        raise InvalidInput(f"missing field(s) {missing}")
+    run_at = item.get("run_at")
+    if run_at is not None and not isinstance(run_at, str):
+        raise InvalidInput("run_at must be an ISO 8601 string")
+    return app.services.build_request(
+        item["job_type"],
+        item["entity_id"],
+        item.get("payload"),
+        idempotency_key=item.get("idempotency_key"),
+        correlation_id=item.get("correlation_id"),
+        max_retries=item.get("max_retries"),
+        run_at=_run_at(run_at),
+    )
 
 
 BULK_FIELDS = {
@@ -191,7 +225,7 @@ def jobs_show(app: App, job_id: int, as_json: bool) -> None:
     click.echo(f"payload: {json.dumps(detail['payload'])}")
     if detail["last_error"]:
         error = detail["last_error"]
-        click.echo(f"last error: {error.get('class')}: {error.get('message')}")
+        click.echo(f"last error: {shown(error.get('class'))}: {shown(error.get('message'))}")
     lineage = detail["lineage"]
     click.echo(
         f"replays: {lineage['replays'] or '-'}  replayed by: {lineage['replayed_by'] or '-'}"

@@ -21,13 +21,28 @@ def emit_list(items: list[dict[str, Any]], next_cursor: Any = None) -> None:
     emit_json({"items": items, "next_cursor": next_cursor})
 
 
+def shown(value: Any) -> str:
+    """``value`` as text safe to print on a terminal: every character that is not printable
+    (control characters such as ESC, which start terminal commands; newlines and carriage
+    returns, which forge lines; bidi overrides and other invisible formatting) is written as
+    its Python escape. Stored text that came from an upstream's error response may hold any
+    of them."""
+    text = "" if value is None else str(value)
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
     grid = Table(title=title, show_edge=False, header_style="bold")
     for column in columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
         # markup=False: an entity id like "[red]x" or "<img ...>" is shown as the text it is.
-        grid.add_row(*("" if value is None else str(value) for value in row))
+        grid.add_row(*(shown(value) for value in row))
     console = Console(markup=False, highlight=False)
     if not console.is_terminal:
         console.width = 160

@@ -20,6 +20,7 @@ from syncbridge.db.base import params_hash
 from syncbridge.db.driver import driver_errors, driver_of, sqlite_driver_of, sqlite_errors
 from syncbridge.db.operator import OperatorStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
+from syncbridge.errors import InvalidBatchRequest
 from syncbridge.models import EnqueueRequest, EnqueueResult, Job
 from syncbridge.states import TERMINAL_STATES
 
@@ -34,7 +35,13 @@ class BulkStore(OperatorStore):
         this order. Per chunk, one bulk insert takes each request whose entity and key no
         earlier request of the chunk names (so none of them can depend on another); the rest,
         and any that met an active job or a used key, go through the single-job path (dedupe,
-        follow-up, key checks) afterwards, in request order."""
+        follow-up, key checks) afterwards, in request order.
+
+        A key given twice with different parameters, or already owned by a job with different
+        parameters, refuses the whole batch before anything is stored
+        (:class:`InvalidBatchRequest`). Only a key taken by a concurrent enqueue after that
+        check, or a lost database, can stop a batch midway, after some chunks committed."""
+        self._refuse_conflicting_keys(requests)
         results: list[EnqueueResult | None] = [None] * len(requests)
         for start in range(0, len(requests), ENQUEUE_CHUNK):
             chunk = requests[start : start + ENQUEUE_CHUNK]
@@ -47,6 +54,37 @@ class BulkStore(OperatorStore):
                 if results[position] is None:
                     results[position] = self.enqueue(request)
         return [result for result in results if result is not None]
+
+    def _refuse_conflicting_keys(self, requests: Sequence[EnqueueRequest]) -> None:
+        """What ``enqueue`` would refuse for a key, checked for the whole batch at once."""
+        keyed: dict[str, tuple[int, str]] = {}
+        for index, request in enumerate(requests):
+            key = request.idempotency_key
+            if key is None:
+                continue
+            digest = params_hash(request.job_type, request.entity_id, request.payload)
+            if keyed.setdefault(key, (index, digest))[1] != digest:
+                raise InvalidBatchRequest(
+                    index,
+                    f"idempotency key {key!r} was given earlier in the batch with different "
+                    "parameters",
+                )
+        if not keyed:
+            return
+        keys = list(keyed)
+        with self.reading() as conn:
+            for start in range(0, len(keys), CHUNK):
+                owners = select(jobs.c.id, jobs.c.idempotency_key, jobs.c.params_hash).where(
+                    jobs.c.idempotency_key.in_(keys[start : start + CHUNK])
+                )
+                for job_id, key, digest in conn.execute(owners).all():
+                    index, wanted = keyed[key]
+                    if digest != wanted:
+                        raise InvalidBatchRequest(
+                            index,
+                            f"idempotency key {key!r} already belongs to job {job_id} with "
+                            "different parameters",
+                        )
 
     def _insert_many(self, requests: list[EnqueueRequest]) -> list[Job | None]:
         """The new job of each request, None where it met an active job or a used key. No two

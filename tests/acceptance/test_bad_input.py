@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -13,8 +14,10 @@ from sqlalchemy import Engine
 from syncbridge.config import Settings
 from syncbridge.db.queries import Store
 from syncbridge.errors import InvalidInput
+from syncbridge.models import Completion, EnqueueRequest, ErrorSnapshot
 from syncbridge.plugins import load_registry
-from syncbridge.services import Services
+from syncbridge.services import PAYLOAD_MAX_BYTES, Services
+from syncbridge.states import AttemptOutcome
 from tests.acceptance.test_cli import Cli, Result, dump, seed
 
 UNKNOWN_ID = "987654321"
@@ -100,6 +103,82 @@ CASES = {
     "worker retention garbage": Case(
         ("worker", "--burst", "--prune-older-than", "soon"), 2, "is not a duration like 7d"
     ),
+    # Ages that are finite but overflow a datetime: usage errors, not tracebacks.
+    "prune age 1e300 seconds": Case(("prune", "--older-than", "1e300"), 2, "at most 100 years"),
+    "prune age 1e10 days": Case(("prune", "--older-than", "1e10d"), 2, "at most 100 years"),
+    "worker retention 10^8 weeks": Case(
+        ("worker", "--burst", "--prune-older-than", "100000000w"), 2, "at most 100 years"
+    ),
+    "payload with a lone surrogate": Case(
+        ("enqueue", "noop", "bad", "--payload", '{"a": "\\ud800"}'),
+        1,
+        "error: payload must be valid UTF-8 text (it holds a lone surrogate)",
+    ),
+    # Invisible characters that make two ids look alike or reorder the text around them.
+    "entity id with a bidi override": Case(
+        ("enqueue", "noop", "abc\u202etxt.exe"),
+        1,
+        "error: entity id must not contain invisible formatting characters (U+202E)",
+    ),
+    "entity id with a zero-width space": Case(
+        ("enqueue", "noop", "c_10\u200b01"),
+        1,
+        "error: entity id must not contain invisible formatting characters (U+200B)",
+    ),
+    "idempotency key with a line separator": Case(
+        ("enqueue", "noop", "ok", "--idempotency-key", "k\u2028forged"),
+        1,
+        "error: idempotency key must not contain invisible formatting characters (U+2028)",
+    ),
+}
+
+# ``enqueue --from-file`` inputs, written into the commands' directory. Every file starts with
+# a good line, so "changes nothing" also shows that a bad line stores none of the others.
+GOOD = '{"job_type": "noop", "entity_id": "from-file-good"}\n'
+FILES = {
+    "entity-null.jsonl": GOOD + '{"job_type": "noop", "entity_id": null}\n',
+    "entity-number.jsonl": GOOD + '{"job_type": "noop", "entity_id": 12345}\n',
+    "type-list.jsonl": GOOD + '{"job_type": ["noop"], "entity_id": "x"}\n',
+    "no-entity.jsonl": GOOD + '{"job_type": "noop"}\n',
+    "retries-string.jsonl": GOOD + '{"job_type": "noop", "entity_id": "x", "max_retries": "5"}\n',
+    "retries-float.jsonl": GOOD + '{"job_type": "noop", "entity_id": "x", "max_retries": 2.5}\n',
+    "retries-bool.jsonl": GOOD + '{"job_type": "noop", "entity_id": "x", "max_retries": true}\n',
+    "key-number.jsonl": GOOD + '{"job_type": "noop", "entity_id": "x", "idempotency_key": 5}\n',
+    "run-at-number.jsonl": GOOD + '{"job_type": "noop", "entity_id": "x", "run_at": 12345}\n',
+    "surrogate.jsonl": GOOD
+    + '{"job_type": "noop", "entity_id": "x", "payload": {"a": "\\udc80"}}\n',
+    "deep.jsonl": GOOD
+    + '{"job_type": "noop", "entity_id": "x", "payload": {"a": '
+    + "[" * 100_000
+    + "]" * 100_000
+    + "}}\n",
+    # The key belongs to a job seeded for another entity (different parameters).
+    "key-owned.jsonl": GOOD
+    + '{"job_type": "noop", "entity_id": "someone-else", "idempotency_key": "K-owned"}\n',
+    # One key for two entities in one file (line 2 is blank and not counted as a request).
+    "key-twice.jsonl": '{"job_type": "noop", "entity_id": "f-a", "idempotency_key": "K2"}\n'
+    + "\n"
+    + '{"job_type": "noop", "entity_id": "f-b", "idempotency_key": "K2"}\n',
+}
+_FILE_ERRORS = {
+    "entity-null.jsonl": "line 2: entity id must be a string, not null",
+    "entity-number.jsonl": "line 2: entity id must be a string, not a number",
+    "type-list.jsonl": "line 2: job type must be a string, not an array",
+    "no-entity.jsonl": "line 2: missing field(s) ['entity_id']",
+    "retries-string.jsonl": "line 2: max retries must be an integer, not a string",
+    "retries-float.jsonl": "line 2: max retries must be an integer, not a number",
+    "retries-bool.jsonl": "line 2: max retries must be an integer, not a boolean",
+    "key-number.jsonl": "line 2: idempotency key must be a string, not a number",
+    "run-at-number.jsonl": "line 2: run_at must be an ISO 8601 string",
+    "surrogate.jsonl": "line 2: payload must be valid UTF-8 text (it holds a lone surrogate)",
+    "deep.jsonl": "line 2: nested too deeply",
+    "key-owned.jsonl": "line 2: idempotency key 'K-owned' already belongs to job ",
+    "key-twice.jsonl": "line 3: idempotency key 'K2' was given earlier in the batch with "
+    "different parameters; nothing was stored",
+}
+CASES |= {
+    f"--from-file {name}": Case(("enqueue", "--from-file", name), 1, f"error: {message}")
+    for name, message in _FILE_ERRORS.items()
 }
 
 
@@ -117,7 +196,10 @@ def outcome(engine: Engine, database_url: str, tmp_path_factory: pytest.TempPath
     """Every case, run concurrently on a migrated database (the ``engine`` fixture migrates it)
     that already holds a few jobs."""
     cli = Cli(database_url, tmp_path_factory.mktemp("bad-input"))
+    for name, content in FILES.items():
+        (cli.cwd / name).write_text(content, encoding="utf-8")
     seed(database_url, ("present-1", {"n": 1}), ("present-2", {}))
+    seed(database_url, ("key-owner", {}), idempotency_key="K-owned")
     seed(database_url, ("bad", {}), run_at=datetime(2099, 1, 1, tzinfo=UTC))
     listing = ("jobs", "list", "--json", "--limit", "10000")
     rows_before, listed_before = dump(database_url), cli(*listing)
@@ -142,7 +224,7 @@ def test_bad_input_is_refused(outcome: Outcome, name: str) -> None:
 
 def test_bad_input_changes_nothing(outcome: Outcome) -> None:
     assert outcome.listed_before.code == 0
-    assert len(outcome.listed_before.json()["items"]) == 3
+    assert len(outcome.listed_before.json()["items"]) == 4
     assert outcome.listed_after.out == outcome.listed_before.out
     assert outcome.rows_after == outcome.rows_before
 
@@ -155,3 +237,46 @@ def test_nul_in_an_entity_id_is_refused(
     with pytest.raises(InvalidInput, match=r"^entity id must not contain control characters$"):
         services.enqueue("noop", "a\x00b")
     assert dump(database_url) == outcome.rows_after
+
+
+def test_a_payload_over_the_limit_is_refused(
+    outcome: Outcome, engine: Engine, database_url: str
+) -> None:
+    # Too long for argv: through the layer the CLI, the UI, files and the API share.
+    services = Services(Store(engine), load_registry(["noop"]), Settings())
+    big = {"blob": "x" * PAYLOAD_MAX_BYTES}
+    with pytest.raises(InvalidInput, match=r"^payload is 1,048,588 bytes of JSON; the limit is "):
+        services.enqueue("noop", "big", big)
+    just_fits = {"blob": "x" * (PAYLOAD_MAX_BYTES - 12)}
+    assert services.build_request("noop", "fits", just_fits).payload is just_fits
+    assert dump(database_url) == outcome.rows_after
+
+
+# What an upstream's error body could put into a stored error message: a terminal command
+# (clear the screen), a carriage return and newline that forge a line, a bidi override.
+FORGED = "boom\x1b[2J\x1b[H\r\nlast error: none (forged)\u202e"
+
+
+def test_stored_text_is_printed_inert(
+    outcome: Outcome, engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    store = Store(engine)
+    early = datetime(2000, 1, 1, tzinfo=UTC)  # due before every other job: the next claim
+    job = store.enqueue(EnqueueRequest("noop", "printed", {}, 0, run_at=early)).job
+    (claimed,) = store.claim("worker-print", ["noop"], 1, 60)
+    assert claimed.id == job.id
+    error = ErrorSnapshot("Upstream\x1b[31mError", FORGED, True, 500)
+    done = Completion(job.id, claimed.attempt, "worker-print", AttemptOutcome.ERROR, error)
+    store.complete([done])
+    cli = Cli(database_url, tmp_path)
+    for args in (("jobs", "show", str(job.id)), ("dlq", "list"), ("jobs", "list")):
+        result = cli(*args)
+        assert result.code == 0, result
+        printed = result.out
+        assert "\x1b" not in printed and "\r" not in printed and "\u202e" not in printed, args
+        assert not any(line.startswith("last error: none") for line in printed.splitlines())
+    shown = cli("jobs", "show", str(job.id)).out
+    assert "last error: Upstream\\x1b[31mError: boom\\x1b[2J\\x1b[H\\r\\nlast error: none" in shown
+    # --json is already inert (JSON escapes) and keeps the text exactly.
+    detail = cli("jobs", "show", str(job.id), "--json").json()
+    assert detail["last_error"]["message"] == FORGED

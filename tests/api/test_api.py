@@ -3,6 +3,8 @@ with ``syncbridge jobs show --json``, and the operator actions."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -60,6 +62,27 @@ def test_invalid_bodies_are_422_and_store_nothing(
     response = client.post("/api/jobs/noop", json=body, headers=AUTH)
     assert response.status_code == 422, response.text
     assert response.json()["detail"].startswith("invalid request")
+    assert snapshot(store) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"entity_id": "abc\u202etxt.exe"}, "invisible formatting characters (U+202E)"),
+        ({"entity_id": "c_10\u200b01"}, "invisible formatting characters (U+200B)"),
+        ({"entity_id": "c_1", "idempotency_key": "k\u2028x"}, "(U+2028)"),
+        ({"entity_id": "c_1", "payload": {"blob": "x" * 1_048_576}}, "the limit is 1,048,576"),
+        ({"entity_id": "c_1", "payload": {"a": "\ud800"}}, "lone surrogate"),
+    ],
+)
+def test_text_the_services_refuse_is_422_and_stores_nothing(
+    client: httpx.Client, store: Store, body: dict[str, object], detail: str
+) -> None:
+    # json.dumps escapes everything outside ASCII, so a lone surrogate travels as "\ud800".
+    headers = AUTH | {"content-type": "application/json"}
+    response = client.post("/api/jobs/noop", content=json.dumps(body), headers=headers)
+    assert response.status_code == 422, response.text
+    assert detail in response.json()["detail"]
     assert snapshot(store) == []
 
 

@@ -113,6 +113,22 @@ def test_bad_lease_from_environment_names_the_setting(
     assert "\n" not in message
 
 
+def test_every_duration_setting_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A finite but huge duration passed start-up once, then overflowed a datetime or a wait in
+    # the thread that used it (retention: every prune interval, forever).
+    durations = [name for name in Settings.model_fields if name.endswith("_seconds")]
+    assert "retention_seconds" in durations and len(durations) >= 10
+    for name in durations:
+        variable = f"SYNCBRIDGE_{name.upper()}"
+        monkeypatch.setenv(variable, "1e300")
+        with pytest.raises(ConfigError, match=f"{variable}: Input should be less than or equal"):
+            load_settings()
+        if name != "sqlite_poll_fastest_seconds":  # that one must stay below the slowest
+            monkeypatch.setenv(variable, str(100 * 365 * 86400))
+            assert getattr(load_settings(), name) == 100 * 365 * 86400
+        monkeypatch.delenv(variable)
+
+
 def test_bad_value_in_the_file_names_the_setting(tmp_path: Path) -> None:
     path = toml(tmp_path / "s.toml", 'job_max_retries_default = -1\nlog_format = "xml"\n')
     with pytest.raises(ConfigError) as caught:

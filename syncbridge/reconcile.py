@@ -19,9 +19,9 @@ from syncbridge.executor import context_for
 from syncbridge.logs import get_logger
 from syncbridge.models import Job
 from syncbridge.plugins import Registry
-from syncbridge.states import TERMINAL_STATES, UNKNOWN_OUTCOMES, JobState
+from syncbridge.states import TERMINAL_STATES, UNKNOWN_OUTCOMES, EffectStatus, JobState
 
-APPLIED, NOT_APPLIED = "applied", "not_applied"
+APPLIED, NOT_APPLIED = str(EffectStatus.APPLIED), str(EffectStatus.NOT_APPLIED)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,14 @@ class AttemptOutcome(StrEnum):
     CANCELLED = "cancelled"
 
 
+class EffectStatus(StrEnum):
+    """What is known of a finished job's effect beyond its state (``jobs.effect_status``): set
+    by reconcile for an unknown outcome, or by a success that a cancel request overrode."""
+
+    APPLIED = "applied"
+    NOT_APPLIED = "not_applied"
+
+
 # Attempts that end without knowing whether an upstream effect happened.
 UNKNOWN_OUTCOMES: frozenset[AttemptOutcome] = frozenset(
     {AttemptOutcome.LEASE_EXPIRED, AttemptOutcome.TIMEOUT, AttemptOutcome.CANCELLED}

@@ -5,6 +5,7 @@ Read it as a table:
 =====================  ==================  =========================================
 attempt outcome        condition           job becomes
 =====================  ==================  =========================================
+succeeded              cancel requested    cancelled (its effect recorded as applied)
 succeeded              -                   succeeded
 failed (terminal)      cancel requested    cancelled
 failed (terminal)      -                   failed
@@ -21,6 +22,10 @@ lease_expired          -                   pending after backoff, runs isolated 
 
 Every terminal row also enqueues one fresh job for the entity when an enqueue came in during the
 run (``follow_up``), in the same transaction.
+
+A cancel request wins over a success that arrives after it (CONTRACT: a running job "becomes
+``cancelled`` when its attempt ends"), but history stays true: the attempt is recorded as
+``succeeded``, its effect gets its ledger row, and the job's ``effect_status`` says ``applied``.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ def decide(
     # A terminal end consumes a pending follow-up: the change enqueued during the run gets its
     # own fresh job whatever became of this one (a failed run must not swallow it).
     follow_up = job.follow_up
-    if outcome is AttemptOutcome.SUCCEEDED:
+    if outcome is AttemptOutcome.SUCCEEDED and not job.cancel_requested:
         return Transition(JobState.SUCCEEDED, enqueue_follow_up=follow_up)
     if outcome is AttemptOutcome.CANCELLED or job.cancel_requested:
         # Before RELEASED: a job cancelled while running and then released at shutdown must

@@ -131,7 +131,7 @@ WITH fence AS (
         updated_at = {now}, finished_at = {now}
     FROM fence
     WHERE jobs.id = fence.id AND jobs.attempt = fence.attempt AND jobs.lease_owner = fence.owner
-      AND (jobs.state = 'running') IS TRUE AND NOT jobs.follow_up
+      AND (jobs.state = 'running') IS TRUE AND NOT jobs.follow_up AND NOT jobs.cancel_requested
     RETURNING jobs.id, jobs.attempt, COALESCE(jobs.lineage_id, jobs.id) AS lineage_id
 ), closed AS (
     UPDATE attempts SET finished_at = {now}, outcome = 'succeeded'

@@ -57,7 +57,7 @@ from syncbridge.models import (
     RescuedJob,
 )
 from syncbridge.retry import RetryPolicy
-from syncbridge.states import AttemptOutcome, JobState
+from syncbridge.states import AttemptOutcome, EffectStatus, JobState
 from syncbridge.transitions import Transition, decide
 
 DEFAULT_POLICY = RetryPolicy()
@@ -280,10 +280,10 @@ class LifecycleStore(EnqueueStore):
         self, completions: Sequence[Completion], results: list[CompletionResult | None]
     ) -> list[int]:
         """Record the batch's plain successes without reading the jobs first: every fence is in
-        the UPDATE's WHERE clause. Jobs with a follow-up waiting are left out, as is anything
-        the UPDATE did not change: the caller's locked path decides those. On PostgreSQL this
-        is one autocommitted statement (one round trip). Fills ``results`` and returns the
-        indexes still to record."""
+        the UPDATE's WHERE clause. Jobs with a follow-up waiting or a cancel request are left
+        out, as is anything the UPDATE did not change: the caller's locked path decides those.
+        On PostgreSQL this is one autocommitted statement (one round trip). Fills ``results``
+        and returns the indexes still to record."""
         firsts: dict[tuple[int, int], int] = {}
         for index, c in enumerate(completions):
             if c.outcome is AttemptOutcome.SUCCEEDED:
@@ -383,6 +383,7 @@ class LifecycleStore(EnqueueStore):
                 fence.in_(bindparam("keys", expanding=True)),
                 jobs.c.state == JobState.RUNNING,
                 not_(jobs.c.follow_up),
+                not_(jobs.c.cancel_requested),
             )
             .values(
                 state=JobState.SUCCEEDED,
@@ -492,8 +493,21 @@ class LifecycleStore(EnqueueStore):
                     "b_http_status": error.http_status if error else None,
                 }
             )
-            moved.append(self._moved_row(job, transition, error, attempt_row_id))
-            if completion.effect is not None and transition.state is JobState.SUCCEEDED:
+            # A success after a cancel request still applied its effect (transitions.py): the
+            # ledger row is written and the cancelled job says the effect is applied.
+            applied = (
+                completion.effect is not None and completion.outcome is AttemptOutcome.SUCCEEDED
+            )
+            moved.append(
+                self._moved_row(
+                    job,
+                    transition,
+                    error,
+                    attempt_row_id,
+                    applied and transition.state is not JobState.SUCCEEDED,
+                )
+            )
+            if applied and completion.effect is not None:
                 effects.append(
                     {
                         "effect_key": completion.effect.effect_key,
@@ -529,7 +543,10 @@ class LifecycleStore(EnqueueStore):
         transition: Transition,
         error: ErrorSnapshot | None,
         attempt_row_id: int | None,
+        effect_applied: bool = False,
     ) -> dict[str, Any]:
+        """``effect_applied``: mark the job's effect applied (a success that ends a job
+        otherwise, as a cancel request does)."""
         pending = transition.state is JobState.PENDING
         delay = timedelta(seconds=transition.delay_seconds)
         last_error = None
@@ -548,6 +565,7 @@ class LifecycleStore(EnqueueStore):
             "b_budget_inc": 1 if pending and not transition.charge else 0,
             "b_last_error": last_error,
             "b_consume_follow_up": transition.enqueue_follow_up,
+            "b_effect_status": str(EffectStatus.APPLIED) if effect_applied else None,
         }
 
     @cached_property
@@ -603,6 +621,9 @@ class LifecycleStore(EnqueueStore):
                 follow_up=and_(
                     jobs.c.follow_up,
                     not_(bindparam("b_consume_follow_up", type_=Boolean())),
+                ),
+                effect_status=func.coalesce(
+                    bindparam("b_effect_status", type_=String()), jobs.c.effect_status
                 ),
             )
         )

@@ -54,6 +54,7 @@ UPDATE jobs
 SET state = 'succeeded', lease_owner = NULL, lease_expires_at = NULL, isolate = 0,
     updated_at = ?, finished_at = ?
 WHERE (id, attempt, lease_owner) IN (VALUES {rows}) AND state = 'running' AND NOT follow_up
+  AND NOT cancel_requested
 RETURNING id, attempt, COALESCE(lineage_id, id)
 """
 SUCCEED_ATTEMPT = """

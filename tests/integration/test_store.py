@@ -9,6 +9,7 @@ import pytest
 from syncbridge.clock import FakeClock
 from syncbridge.db.queries import Store
 from syncbridge.errors import IllegalTransition, InvalidInput, UnknownJob
+from syncbridge.invariants import run_checks
 from syncbridge.jobtypes import AppliedEffect
 from syncbridge.models import Completion, EnqueueRequest, ErrorSnapshot, Job
 from syncbridge.states import AttemptOutcome, JobState
@@ -256,6 +257,30 @@ class TestOperatorActions:
         assert store.cancel(job.id).state is JobState.RUNNING
         [result] = store.complete([fail(job)])
         assert result.state is JobState.CANCELLED
+
+    @pytest.mark.parametrize("with_effect", [True, False])
+    def test_a_success_after_a_cancel_request_ends_cancelled_and_keeps_its_effect(
+        self, store: Store, with_effect: bool
+    ) -> None:
+        # CONTRACT: a running job asked to stop "becomes cancelled when its attempt ends",
+        # however its handler ended. What happened upstream is still recorded: the attempt as
+        # succeeded, the effect in the ledger, the job's effect_status as applied.
+        store.enqueue(request("asked-to-stop"))
+        store.enqueue(request("left-alone"))
+        asked, left = store.claim(W1, ["noop"], 2, 60)
+        store.cancel(asked.id)
+        effect = AppliedEffect("key-asked", "billing", "inv-1") if with_effect else None
+        other = AppliedEffect("key-left", "billing", "inv-2") if with_effect else None
+        # One batch: the plain success takes the fast path, the cancelled one the locked path.
+        results = store.complete([succeed(asked, effect=effect), succeed(left, effect=other)])
+        assert [r.state for r in results] == [JobState.CANCELLED, JobState.SUCCEEDED]
+        cancelled = store.get_job(asked.id)
+        assert cancelled.state is JobState.CANCELLED and cancelled.finished_at is not None
+        assert cancelled.effect_status == ("applied" if with_effect else None)
+        assert store.attempts_of(asked.id)[-1].outcome == AttemptOutcome.SUCCEEDED
+        ledger = {row["effect_key"]: row["job_id"] for row in store.ledger_rows()}
+        assert ledger == ({"key-asked": asked.id, "key-left": left.id} if with_effect else {})
+        assert all(check.ok for check in run_checks(store)), run_checks(store)
 
     def test_replay_links_and_never_changes_the_old_job(self, store: Store) -> None:
         store.enqueue(request(max_retries=0))

@@ -53,7 +53,8 @@ def running(attempt: int = 1, max_retries: int = 3, **kw: object) -> Job:
     ("outcome", "job_kw", "state"),
     [
         (AttemptOutcome.SUCCEEDED, {}, JobState.SUCCEEDED),
-        (AttemptOutcome.SUCCEEDED, {"cancel_requested": True}, JobState.SUCCEEDED),
+        # CONTRACT: a running job asked to stop "becomes cancelled when its attempt ends".
+        (AttemptOutcome.SUCCEEDED, {"cancel_requested": True}, JobState.CANCELLED),
         (AttemptOutcome.FAILED, {}, JobState.FAILED),
         (AttemptOutcome.FAILED, {"cancel_requested": True}, JobState.CANCELLED),
         (AttemptOutcome.ERROR, {}, JobState.PENDING),

@@ -15,7 +15,6 @@ from typing import Protocol
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
@@ -26,9 +25,11 @@ from syncbridge.api import ops, routes, ui, ui_actions
 from syncbridge.api.auth import Sessions
 from syncbridge.api.deps import ApiContext
 from syncbridge.api.middleware import ApiMiddleware
+from syncbridge.api.responses import Utf8SafeJSONResponse
 from syncbridge.api.throttle import FailedLogins
 from syncbridge.api.views import make_templates, render
 from syncbridge.config import Settings
+from syncbridge.db.engine import driver_message
 from syncbridge.errors import DatabaseNotReady, Refused
 from syncbridge.logs import get_logger
 from syncbridge.services import Services
@@ -104,7 +105,7 @@ def _is_ui(request: Request) -> bool:
 def _error(request: Request, status: int, detail: str) -> Response:
     if _is_ui(request):
         return render(request, "message.html", status, title=f"Error {status}", message=detail)
-    return JSONResponse({"detail": detail}, status_code=status)
+    return Utf8SafeJSONResponse({"detail": detail}, status_code=status)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -118,7 +119,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def unavailable(request: Request, exc: OperationalError) -> Response:
-        get_logger().warning("database_unavailable", error=str(exc.orig or exc)[:300])
+        get_logger().warning("database_unavailable", error=driver_message(exc)[:300])
         return _error(request, 503, "database unavailable; try again shortly")
 
     @app.exception_handler(RequestValidationError)
@@ -130,7 +131,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
         if _is_ui(request):
             return _error(request, 422, f"invalid request: {where}")
-        return JSONResponse(
+        return Utf8SafeJSONResponse(
             {"detail": f"invalid request: {where}", "errors": errors}, status_code=422
         )
 

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from syncbridge.api.deps import Ctx, Svc
+from syncbridge.api.responses import Utf8SafeJSONResponse
 from syncbridge.api.schemas import ErrorOut, Health
 from syncbridge.api.views import render
 from syncbridge.db.engine import check_ready
 from syncbridge.errors import DatabaseNotReady
 from syncbridge.metrics import render_prometheus
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], default_response_class=Utf8SafeJSONResponse)
 METHODS = ("get", "post", "put", "patch", "delete")
 
 

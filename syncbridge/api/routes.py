@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, Security
 from fastapi.security import HTTPBearer
 
 from syncbridge.api.deps import CorrelationId, Svc, page_of
+from syncbridge.api.responses import Utf8SafeJSONResponse
 from syncbridge.api.schemas import (
     MAX_ID,
     PRINTABLE,
@@ -28,7 +29,7 @@ from syncbridge.states import JobState
 
 # Declares the scheme in OpenAPI; the middleware enforces it before any handler runs.
 bearer = HTTPBearer(auto_error=False, description="SYNCBRIDGE_ADMIN_TOKEN")
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", default_response_class=Utf8SafeJSONResponse)
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:

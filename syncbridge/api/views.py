@@ -4,6 +4,7 @@ filters that format times and durations, and which actions a job's state allows.
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +61,18 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def printable_in_utf8(value: Any) -> Any:
+    """Jinja's ``finalize``, applied to every value a template prints: a lone surrogate, which a
+    payload may hold (INV_013: the Python API stores it as given) but UTF-8 cannot encode,
+    becomes its escape (``\\ud800``) instead of failing the whole page."""
+    if isinstance(value, str) and _SURROGATE.search(value):
+        return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", value)
+    return value
+
+
 def _ui_context(request: Request) -> dict[str, Any]:
     session = session_of(request, request.app.state.syncbridge.sessions)
     return {
@@ -76,6 +89,7 @@ def make_templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=printable_in_utf8,
     )
     env.filters.update(when=when, iso=iso, duration=duration, pretty_json=pretty_json)
     env.globals.update(legal_actions=legal_actions, states=[str(s) for s in JobState])

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from syncbridge.db.queries import Store
+from syncbridge.models import EnqueueRequest
 from syncbridge.services import Services
 from tests.api.support import AUTH, dead_job, enqueue, failed_job, snapshot, succeeded_job
 
@@ -230,3 +231,19 @@ def test_openapi_and_docs(client: httpx.Client) -> None:
     assert "security" not in schema["paths"]["/api/jobs"]["get"]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/api/jobs/{job_id}/replay" in docs.text
+
+
+def test_a_stored_lone_surrogate_is_served_escaped_not_as_a_500(
+    client: httpx.Client, store: Store
+) -> None:
+    # The Python API stores a payload as given (INV_013), lone surrogate included; the
+    # operator ways in refuse one. Reading such a job back must work everywhere.
+    job = store.enqueue(EnqueueRequest("noop", "surrogate", {"a": "x\ud800y"}, 3)).job
+    one = client.get(f"/api/jobs/{job.id}")
+    assert one.status_code == 200
+    assert json.loads(one.content)["payload"] == {"a": "x\ud800y"}  # exact, as a JSON escape
+    listed = client.get("/api/jobs")
+    assert listed.status_code == 200
+    assert json.loads(listed.content)["items"][0]["payload"] == {"a": "x\ud800y"}
+    page = client.get(f"/ui/jobs/{job.id}")
+    assert page.status_code == 200 and "x\\ud800y" in page.text

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 
 from syncbridge.db.queries import Store
-from syncbridge.db.schema import attempts, jobs, ledger, workers
+from syncbridge.db.schema import attempts, idempotency_keys, jobs, ledger, workers
 from syncbridge.states import ACTIVE_STATES, TERMINAL_STATES, JobState
 
 ACTIVE = [str(s) for s in ACTIVE_STATES]
@@ -143,6 +143,17 @@ def run_checks(store: Store, lease_grace_seconds: float = 30.0) -> list[CheckRes
                     original.c.entity_id != jobs.c.entity_id,
                     func.coalesce(original.c.lineage_id, original.c.id) != jobs.c.lineage_id,
                 )
+            ),
+        ),
+        (
+            "INV_015",
+            "each job's own idempotency key is recorded as answering with that job",
+            select(jobs.c.id).where(
+                jobs.c.idempotency_key.is_not(None),
+                ~exists().where(
+                    idempotency_keys.c.key == jobs.c.idempotency_key,
+                    idempotency_keys.c.job_id == jobs.c.id,
+                ),
             ),
         ),
     ]

@@ -19,7 +19,7 @@ from syncbridge.db import driver_sql, sqlite_sql
 from syncbridge.db.base import params_hash
 from syncbridge.db.driver import driver_errors, driver_of, sqlite_driver_of, sqlite_errors
 from syncbridge.db.operator import OperatorStore
-from syncbridge.db.schema import attempts, jobs, ledger, workers
+from syncbridge.db.schema import attempts, idempotency_keys, jobs, ledger, workers
 from syncbridge.errors import InvalidBatchRequest
 from syncbridge.models import EnqueueRequest, EnqueueResult, Job
 from syncbridge.states import TERMINAL_STATES
@@ -74,8 +74,9 @@ class BulkStore(OperatorStore):
         keys = list(keyed)
         with self.reading() as conn:
             for start in range(0, len(keys), CHUNK):
-                owners = select(jobs.c.id, jobs.c.idempotency_key, jobs.c.params_hash).where(
-                    jobs.c.idempotency_key.in_(keys[start : start + CHUNK])
+                given = idempotency_keys.c
+                owners = select(given.job_id, given.key, given.params_hash).where(
+                    given.key.in_(keys[start : start + CHUNK])
                 )
                 for job_id, key, digest in conn.execute(owners).all():
                     index, wanted = keyed[key]
@@ -281,6 +282,7 @@ class BulkStore(OperatorStore):
             jobs.c.state.in_([str(s) for s in TERMINAL_STATES]),
             jobs.c.finished_at < finished_before,
             jobs.c.idempotency_key.is_(None),
+            ~exists().where(idempotency_keys.c.job_id == jobs.c.id),
             ~exists().where(ledger.c.job_id == jobs.c.id),
             ~exists().where(replayer.c.replay_of_job_id == jobs.c.id),
         )
@@ -316,19 +318,16 @@ def _random_ids(count: int) -> list[str]:
 
 
 def _independent(requests: Sequence[EnqueueRequest]) -> list[int]:
-    """Positions of the requests whose entity and key no earlier request names. Inserting
-    those together gives what inserting them one by one would: none can change what another
-    finds, nor what any request between them finds (each other request names another entity
-    and key, and its own earlier ones go first)."""
+    """Positions of the requests without an idempotency key whose entity no earlier request
+    names. Inserting those together gives what inserting them one by one would: none can change
+    what another finds, nor what any request between them finds (each other request names
+    another entity, and its own earlier ones go first). Keyed requests take the single-job
+    path, which records each key (``idempotency_keys``) with the job it answers with."""
     entities: set[tuple[str, str]] = set()
-    keys: set[str] = set()
     independent = []
     for position, request in enumerate(requests):
         entity = (request.job_type, request.entity_id)
-        key = request.idempotency_key
-        if entity not in entities and (key is None or key not in keys):
+        if entity not in entities and request.idempotency_key is None:
             independent.append(position)
         entities.add(entity)
-        if key is not None:
-            keys.add(key)
     return independent

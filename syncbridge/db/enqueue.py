@@ -4,21 +4,33 @@ requests checked against their parameters, follow-ups for changes that arrive mi
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, String, bindparam, func, select, update
+import psycopg
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.sql.dml import ReturningInsert
 
 from syncbridge.db import driver_sql
 from syncbridge.db.base import StoreBase, params_hash
 from syncbridge.db.driver import HeldConnection, driver_errors, driver_of, held_connection
 from syncbridge.db.notify import notify_enqueued
-from syncbridge.db.schema import jobs
+from syncbridge.db.schema import idempotency_keys, jobs
 from syncbridge.db.types import UTCDateTime
 from syncbridge.errors import InvalidInput
 from syncbridge.models import EnqueueRequest, EnqueueResult, Job
@@ -26,12 +38,21 @@ from syncbridge.states import ACTIVE_STATES, JobState
 
 ACTIVE = [str(state) for state in ACTIVE_STATES]
 _UTC = UTCDateTime()
+KEY_RECORD = "pk_idempotency_keys"
+
+
+def key_taken(exc: IntegrityError) -> bool:
+    """Did ``exc`` come from ``idempotency_keys``' primary key: a key given before?"""
+    orig = exc.orig
+    if isinstance(orig, psycopg.errors.UniqueViolation):
+        return orig.diag.constraint_name == KEY_RECORD
+    return isinstance(orig, sqlite3.IntegrityError) and "idempotency_keys.key" in str(orig)
 
 
 class EnqueueStore(StoreBase):
-    def _insert(self) -> postgresql.Insert | sqlite.Insert:
+    def _insert(self, table: Table = jobs) -> postgresql.Insert | sqlite.Insert:
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        return dialect_insert(jobs)
+        return dialect_insert(table)
 
     def enqueue(self, request: EnqueueRequest) -> EnqueueResult:
         """Insert a job, or return the entity's active job (marking a running one for a follow-up).
@@ -45,36 +66,55 @@ class EnqueueStore(StoreBase):
         if fresh is not None:
             return EnqueueResult(job=fresh, deduplicated=False)
         for _ in range(20):
-            with self.engine.begin() as conn:
-                if request.idempotency_key is not None:
-                    keyed = self._job_by_key(conn, request.idempotency_key)
-                    if keyed is not None:
-                        return self._keyed_result(keyed, digest, request.idempotency_key)
-                job_id = self._insert_job(conn, request, digest)
-                if job_id is not None:
-                    return EnqueueResult(job=self._get(conn, job_id), deduplicated=False)
-                if request.idempotency_key is not None:
-                    keyed = self._job_by_key(conn, request.idempotency_key)
-                    if keyed is not None:
-                        return self._keyed_result(keyed, digest, request.idempotency_key)
-                active = self._active_job(conn, request.job_type, request.entity_id)
-                if active is None:
-                    continue
-                if active.state is JobState.RUNNING:
-                    conn.execute(
-                        update(jobs)
-                        .where(jobs.c.id == active.id, jobs.c.state == JobState.RUNNING)
-                        .values(
-                            follow_up=True,
-                            follow_up_payload=request.payload,
-                            updated_at=self.now_sql(),
-                        )
-                    )
-                    return EnqueueResult(
-                        job=self._get(conn, active.id), deduplicated=True, follow_up_marked=True
-                    )
-                return EnqueueResult(job=active, deduplicated=True)
+            try:
+                result = self._enqueue_in_transaction(request, digest)
+            except IntegrityError as exc:
+                if not key_taken(exc):
+                    raise
+                continue  # another enqueue gave this key first: read it again
+            if result is not None:
+                return result
         raise RuntimeError("enqueue kept racing with completions; giving up")
+
+    def _enqueue_in_transaction(self, request: EnqueueRequest, digest: str) -> EnqueueResult | None:
+        """One try of the slow path: the key's job, a new job, or the entity's active job (a
+        key given with it is recorded for that job). None: the active job finished meanwhile."""
+        key = request.idempotency_key
+        with self.engine.begin() as conn:
+            if key is not None:
+                keyed = self._keyed_result(conn, key, digest)
+                if keyed is not None:
+                    return keyed
+            job_id = self._insert_job(conn, request, digest)
+            if job_id is not None:
+                return EnqueueResult(job=self._get(conn, job_id), deduplicated=False)
+            if key is not None:
+                keyed = self._keyed_result(conn, key, digest)
+                if keyed is not None:
+                    return keyed
+            active = self._active_job(conn, request.job_type, request.entity_id)
+            if active is None:
+                return None
+            if key is not None:
+                # The key answers with this job from now on, whenever it is given again.
+                self._record_key(conn, key, active.id, digest, if_new=True)
+                keyed = self._keyed_result(conn, key, digest)
+                if keyed is not None and keyed.job.id != active.id:
+                    return keyed  # a concurrent enqueue gave it first, for another job
+            if active.state is JobState.RUNNING:
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == active.id, jobs.c.state == JobState.RUNNING)
+                    .values(
+                        follow_up=True,
+                        follow_up_payload=request.payload,
+                        updated_at=self.now_sql(),
+                    )
+                )
+                return EnqueueResult(
+                    job=self._get(conn, active.id), deduplicated=True, follow_up_marked=True
+                )
+            return EnqueueResult(job=active, deduplicated=True)
 
     def _insert_fresh(self, request: EnqueueRequest, digest: str) -> Job | None:
         """The common case in one statement: the new job, or None when the entity already has
@@ -83,10 +123,18 @@ class EnqueueStore(StoreBase):
 
         On PostgreSQL the statement also sends the wake-up and runs autocommitted (a single
         statement is atomic: no BEGIN/COMMIT round trips) on a held connection (no pre-ping)."""
+        key = request.idempotency_key
         if self.dialect != "postgresql":
             row = self.fresh_row(request, digest)
-            with self.engine.begin() as conn:
-                found = conn.execute(self._insert_returning, row).first()
+            try:
+                with self.engine.begin() as conn:
+                    found = conn.execute(self._insert_returning, row).first()
+                    if found is not None and key is not None:
+                        self._record_key(conn, key, found.id, digest)
+            except IntegrityError as exc:
+                if not key_taken(exc):
+                    raise
+                return None  # the key was given before: the slow path answers
             if found is None:
                 return None
             return Job.new_pending(
@@ -98,7 +146,13 @@ class EnqueueStore(StoreBase):
                 found.created_at,
             )
         params = self.insert_one_params(request, digest)
-        inserted = self._held.run(lambda conn: self._insert_one(conn, params))
+        statement = self.insert_one_sql if key is None else self._insert_one_keyed_sql
+        try:
+            inserted = self._held.run(lambda conn: self._insert_one(conn, params, statement))
+        except IntegrityError as exc:
+            if not key_taken(exc):
+                raise
+            inserted = None  # the key was given before: the slow path answers
         if inserted is None:
             self._held.release()  # the slow path checks out its own
             return None
@@ -129,15 +183,20 @@ class EnqueueStore(StoreBase):
             params["now"] = self.clock.now()
         return params
 
-    def _insert_one(self, conn: Connection, params: dict[str, Any]) -> Any:
-        with driver_errors(conn, self.insert_one_sql):
-            cursor = driver_of(conn).execute(self.insert_one_sql, params, prepare=True)
+    def _insert_one(self, conn: Connection, params: dict[str, Any], statement: str) -> Any:
+        with driver_errors(conn, statement):
+            cursor = driver_of(conn).execute(statement, params, prepare=True)
             return cursor.fetchone()
 
     @cached_property
     def insert_one_sql(self) -> str:
         """PostgreSQL: one new job in one autocommitted statement (``driver_sql.INSERT_ONE``)."""
         return driver_sql.with_clock(driver_sql.INSERT_ONE, self.uses_database_clock)
+
+    @cached_property
+    def _insert_one_keyed_sql(self) -> str:
+        """PostgreSQL: :attr:`insert_one_sql` with the key's record (``INSERT_ONE_KEYED``)."""
+        return driver_sql.with_clock(driver_sql.INSERT_ONE_KEYED, self.uses_database_clock)
 
     @cached_property
     def _held(self) -> HeldConnection:
@@ -242,21 +301,41 @@ class EnqueueStore(StoreBase):
         values.update(extra or {})
         statement = self._insert().values(**values).on_conflict_do_nothing().returning(jobs.c.id)
         job_id = conn.execute(statement).scalar_one_or_none()
+        if job_id is not None and request.idempotency_key is not None:
+            self._record_key(conn, request.idempotency_key, job_id, digest)
         if job_id is not None and self.dialect == "postgresql":
             notify_enqueued(conn, request.job_type)
         return job_id
 
-    @staticmethod
-    def _keyed_result(job: Job, digest: str, key: str) -> EnqueueResult:
-        if job.params_hash != digest:
+    def _record_key(
+        self, conn: Connection, key: str, job_id: int, digest: str, *, if_new: bool = False
+    ) -> None:
+        """The key's record in ``idempotency_keys``. A key given before raises
+        ``IntegrityError`` (``key_taken``), or, with ``if_new``, leaves the record as it was."""
+        statement = self._insert(idempotency_keys).values(
+            key=key, job_id=job_id, params_hash=digest, created_at=self.now_sql()
+        )
+        if if_new:
+            statement = statement.on_conflict_do_nothing()
+        conn.execute(statement)
+
+    def _keyed_result(self, conn: Connection, key: str, digest: str) -> EnqueueResult | None:
+        """The job ``key`` answered with before, if it was given before; refused if it came
+        with other parameters then."""
+        query = (
+            select(jobs, idempotency_keys.c.params_hash.label("key_params_hash"))
+            .join(idempotency_keys, idempotency_keys.c.job_id == jobs.c.id)
+            .where(idempotency_keys.c.key == key)
+        )
+        row = conn.execute(query).one_or_none()
+        if row is None:
+            return None
+        job = Job.from_row(row)
+        if row.key_params_hash != digest:
             raise InvalidInput(
                 f"idempotency key {key!r} already belongs to job {job.id} with different parameters"
             )
         return EnqueueResult(job=job, deduplicated=True)
-
-    def _job_by_key(self, conn: Connection, key: str) -> Job | None:
-        row = conn.execute(select(jobs).where(jobs.c.idempotency_key == key)).one_or_none()
-        return Job.from_row(row) if row else None
 
     def _active_job(self, conn: Connection, job_type: str, entity_id: str) -> Job | None:
         query = select(jobs).where(

@@ -142,6 +142,20 @@ ledger = Table(
     Column("applied_at", UTCDateTime, nullable=False),
 )
 
+# Every idempotency key that has been given, and the job it answered with: the one authority
+# on keys (its primary key), whether the key created that job or was given to an enqueue that
+# found the entity's active job (migration 0008). jobs.idempotency_key still holds a job's own key.
+# params_hash is of the request that gave the key, for "same key, other parameters".
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("job_id", Id, ForeignKey("jobs.id"), nullable=False),
+    Column("params_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_idempotency_keys_job", "job_id"),
+)
+
 workers = Table(
     "workers",
     metadata,

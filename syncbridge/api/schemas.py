@@ -37,8 +37,16 @@ def _json_integer(value: Any) -> Any:
     return value
 
 
+def _iso_text(value: Any) -> Any:
+    """A time as RFC 3339 text, never a bare number (lax pydantic reads one as Unix seconds)."""
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 time with an offset, as text")
+    return value
+
+
 # After the constraints in ``Annotated[...]``, so they still reach the JSON schema.
 JSON_INTEGER = BeforeValidator(_json_integer)
+ISO_TEXT = BeforeValidator(_iso_text)
 Timestamp = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
 
 
@@ -58,7 +66,7 @@ class EnqueueIn(BaseModel):
         default=None, min_length=1, max_length=255, pattern=PRINTABLE
     )
     max_retries: Annotated[int, Field(ge=0, le=1000), JSON_INTEGER] | None = None
-    run_at: AwareDatetime | None = None
+    run_at: Annotated[AwareDatetime, ISO_TEXT] | None = None
 
     @field_validator("payload")
     @classmethod

@@ -164,10 +164,11 @@ def replay_selected(request: Request, services: Svc, form: CheckedForm) -> Respo
         raise InvalidInput("select at least one job to replay")
     if len(raw) > MAX_SELECTED:
         raise InvalidInput(f"select at most {MAX_SELECTED} jobs at once")
-    try:
-        ids = list(dict.fromkeys(int(str(value)) for value in raw))
-    except ValueError:
-        raise InvalidInput("job ids must be numbers") from None
+    # ASCII digits only: int() also takes "１２" (full-width) and "1_0", which no form sends.
+    texts = [str(value) for value in raw]
+    if not all(text.isascii() and text.isdigit() for text in texts):
+        raise InvalidInput("job ids must be numbers")
+    ids = list(dict.fromkeys(int(text) for text in texts))
     if not all(1 <= job_id <= MAX_ID for job_id in ids):
         raise InvalidInput("job ids must be positive 64-bit numbers")
     results: list[tuple[int, Job | None, str | None]] = []

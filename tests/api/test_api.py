@@ -55,6 +55,7 @@ def test_enqueue_takes_every_documented_field(client: httpx.Client) -> None:
         {"entity_id": 42},
         {"entity_id": "c_1", "max_retries": True},
         {"entity_id": "c_1", "max_retries": "3"},
+        {"entity_id": "c_1", "run_at": 1893456000},
     ],
 )
 def test_invalid_bodies_are_422_and_store_nothing(

@@ -188,6 +188,13 @@ def test_dlq_groups_by_error_class_and_replays_the_selected(
     assert len(store.list_jobs(state="pending")) == 2
     nothing = browser.post("/ui/dlq/replay", data={"csrf_token": csrf_of(page)})
     assert nothing.status_code == 422
+    # int() would read these as 12 and 10; a form only ever sends ASCII digits.
+    for odd in ("\uff11\uff12", "1_0", " 1", "+1"):
+        refused = browser.post(
+            "/ui/dlq/replay", data={"csrf_token": csrf_of(page), "job_id": [odd]}
+        )
+        assert refused.status_code == 422, odd
+    assert len(store.list_jobs(state="pending")) == 2
 
 
 def test_enqueue_and_logout_from_the_ui(browser: httpx.Client, store: Store) -> None:

@@ -164,7 +164,7 @@ def replay_selected(request: Request, services: Svc, form: CheckedForm) -> Respo
         raise InvalidInput("select at least one job to replay")
     if len(raw) > MAX_SELECTED:
         raise InvalidInput(f"select at most {MAX_SELECTED} jobs at once")
-    # ASCII digits only: int() also takes "１２" (full-width) and "1_0", which no form sends.
+    # ASCII digits only: int() also takes full-width digits and "1_0", which no form sends.
     texts = [str(value) for value in raw]
     if not all(text.isascii() and text.isdigit() for text in texts):
         raise InvalidInput("job ids must be numbers")

@@ -58,7 +58,15 @@ class EffectStatus(StrEnum):
     NOT_APPLIED = "not_applied"
 
 
-# Attempts that end without knowing whether an upstream effect happened.
+# Attempts that end without knowing whether an upstream effect happened. A retryable error is
+# one of them: a write's answer can be lost after the upstream applied it (a 502 from a proxy, a
+# read timeout, a reset connection), and when that was the job's last attempt nothing else
+# records the effect (FM_025). Only a terminal refusal (``failed``) is an answer.
 UNKNOWN_OUTCOMES: frozenset[AttemptOutcome] = frozenset(
-    {AttemptOutcome.LEASE_EXPIRED, AttemptOutcome.TIMEOUT, AttemptOutcome.CANCELLED}
+    {
+        AttemptOutcome.ERROR,
+        AttemptOutcome.LEASE_EXPIRED,
+        AttemptOutcome.TIMEOUT,
+        AttemptOutcome.CANCELLED,
+    }
 )

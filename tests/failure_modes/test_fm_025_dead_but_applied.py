@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from syncbridge.db.queries import Store
 from syncbridge.models import Job
 from syncbridge.reconcile import reconcile
-from syncbridge.states import JobState
+from syncbridge.states import UNKNOWN_OUTCOMES, AttemptOutcome, JobState
 from syncbridge.upstream import build_upstreams, close_upstreams
 from tests.failure_modes.support import request, violations
 from tests.failure_modes.test_fm_02_kit import (
@@ -130,3 +131,55 @@ def test_prevented_replay_after_reconcile_leaves_one_ledger_row(
     run(live_store, mocks)
     assert len(mocks.invoices(INVOICE)) == 1
     assert len(live_store.ledger_rows(lineage_id=dead.id)) == 1  # one invoice, one row
+
+
+# The same break through a retryable error (found by a crash drill in session 9): Billing
+# applies the invoice and its answer is lost (a 502 in front of it), so the last attempt ends
+# ``error``, not ``timeout``. Reconcile looked only at timeout, lease-lost and cancel.
+LOST = "i_2502"
+
+
+def dead_by_a_lost_answer(store: Store, mocks: Mocks) -> Job:
+    mocks.set_faults("billing", entities={LOST: "lost_response"})
+    job = store.enqueue(request(LOST, job_type="invoice", max_retries=0)).job
+    run(store, mocks)
+    mocks.set_faults("billing", entities={LOST: "ok"})
+    dead = store.get_job(job.id)
+    assert dead.state is JobState.DEAD and dead.effect_status is None
+    [attempt] = store.attempts_of(job.id)
+    assert (attempt.outcome, attempt.error_class) == ("error", "UpstreamUnavailable")
+    assert mocks.effects()[invoice_key(job.id, LOST)] == 1  # Billing applied it
+    assert store.ledger_rows(lineage_id=job.id) == []
+    return dead
+
+
+def _reconcile(store: Store, mocks: Mocks) -> list[Any]:
+    upstreams = build_upstreams(settings_for(mocks))
+    try:
+        return reconcile(store, real_registry(), upstreams)
+    finally:
+        close_upstreams(upstreams)
+
+
+def test_repro_a_lost_answer_on_the_last_attempt_goes_unreconciled(
+    live_store: Store, mocks: Mocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = dead_by_a_lost_answer(live_store, mocks)
+    # Unsafe variant: a retryable error counted as a known outcome (before session 9).
+    known_error = UNKNOWN_OUTCOMES - {AttemptOutcome.ERROR}
+    monkeypatch.setattr("syncbridge.reconcile.UNKNOWN_OUTCOMES", known_error)
+    assert _reconcile(live_store, mocks) == []
+    assert live_store.get_job(dead.id).effect_status is None
+    assert live_store.ledger_rows(lineage_id=dead.id) == []  # an applied effect, no record
+    assert len(mocks.invoices(LOST)) == 1
+
+
+def test_prevented_a_lost_answer_is_reconciled_as_applied(live_store: Store, mocks: Mocks) -> None:
+    dead = dead_by_a_lost_answer(live_store, mocks)
+    [billed] = mocks.invoices(LOST)
+    [result] = _reconcile(live_store, mocks)
+    assert (result.job_id, result.effect_status) == (dead.id, "applied")
+    assert live_store.get_job(dead.id).effect_status == "applied"
+    [row] = live_store.ledger_rows(lineage_id=dead.id)
+    assert row["upstream_ref"] == billed["id"]
+    assert violations(live_store) == {}

@@ -5,12 +5,15 @@ connections at once; one after the other, each waited for the other's round trip
 Only the I/O moves: the loop hands batches in and takes results out, and does all the
 bookkeeping (stats, events) on its own thread as before. A batch that could not be written (the
 database is down) is kept and tried again, in order, until it is written or the worker stops:
-fencing makes a late write safe, exactly as when the loop kept it.
+fencing makes a late write safe, exactly as when the loop kept it. Stopping, it keeps trying
+until its time is up, and what it could not write is reported (``unwritten``), never dropped
+in silence.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from syncbridge.models import Completion, CompletionResult
@@ -30,6 +33,7 @@ class CompletionWriter:
         self._written_count = 0  # completions behind ``_written``
         self._outstanding = 0  # handed in, results not yet taken out
         self._stopping = False
+        self._deadline = float("inf")  # monotonic; when stopping, the last moment to try
         self._failure: BaseException | None = None  # raised on the loop thread, as before
         self._thread = threading.Thread(target=self._run, name="syncbridge-writer", daemon=True)
         self._thread.start()
@@ -62,11 +66,18 @@ class CompletionWriter:
             return results
 
     def stop(self, timeout: float) -> None:
-        """Write what is queued (within ``timeout``), then end the thread."""
+        """Write what is queued, trying again while the database is away, for at most
+        ``timeout`` seconds; then end the thread. :meth:`unwritten` tells what is left."""
         with self._lock:
             self._stopping = True
+            self._deadline = time.monotonic() + timeout
             self._work.notify()
-        self._thread.join(timeout)
+        self._thread.join(timeout + self._retry_seconds)
+
+    def unwritten(self) -> list[Completion]:
+        """After :meth:`stop`: the completions that could not be written in time."""
+        with self._lock:
+            return list(self._queued)
 
     def _run(self) -> None:
         while True:
@@ -87,9 +98,10 @@ class CompletionWriter:
             with self._lock:
                 if results is None:
                     self._queued = batch + self._queued  # in order, tried again
-                    if self._stopping:
+                    left = self._deadline - time.monotonic()
+                    if left <= 0:
                         return
-                    self._work.wait(self._retry_seconds)
+                    self._work.wait(min(self._retry_seconds, left))
                     continue
                 self._written.extend(results)
                 self._written_count += len(batch)

@@ -42,6 +42,8 @@ from syncbridge.retry import RetryPolicy
 from syncbridge.states import TERMINAL_STATES, AttemptOutcome, JobState
 
 T = TypeVar("T")
+# Job ids named in one log line about jobs left behind at shutdown (the count is always exact).
+MAX_IDS_LOGGED = 50
 
 
 @dataclass
@@ -495,11 +497,26 @@ class Worker:
                     self._zombies.add(key)
             self._in_flight.clear()
             released = self._db(lambda: self.store.release(self.worker_id, held))
-            self.stats.released += len(released or [])
-            self._emit("jobs_released", count=len(held))
-        if self._writer is not None:
-            self._writer.stop(self.settings.shutdown_grace_seconds)
-            self._count_results(self._writer.take_results())
+            if released is None:
+                self._emit(
+                    "jobs_not_released",
+                    level="error",
+                    count=len(held),
+                    job_ids=[job_id for job_id, _ in held][:MAX_IDS_LOGGED],
+                    consequence="they run again once their leases expire, charged an attempt",
+                )
+            else:
+                self.stats.released += len(released)
+                self._emit("jobs_released", count=len(held))
+        unwritten = self._write_before_stopping()
+        if unwritten:
+            self._emit(
+                "outcomes_unwritten",
+                level="error",
+                count=len(unwritten),
+                job_ids=[c.job_id for c in unwritten][:MAX_IDS_LOGGED],
+                consequence="their jobs run again once their leases expire, charged an attempt",
+            )
         self._db(lambda: self.store.stop_worker(self.worker_id))
         if self._listener is not None:
             self._listener.stop()
@@ -512,6 +529,23 @@ class Worker:
             released=self.stats.released,
             stuck_threads=self.stuck_threads,
         )
+
+    def _write_before_stopping(self) -> list[Completion]:
+        """Write the outcomes still held, trying again while the database is away for up to
+        the shutdown grace; returns those that could not be written. Never dropped silently:
+        a job whose success is not written runs again (the upstream answers it from its key)."""
+        grace = self.settings.shutdown_grace_seconds
+        if self._writer is not None:
+            self._writer.stop(grace)
+            self._count_results(self._writer.take_results())
+            return self._writer.unwritten()
+        deadline = time.monotonic() + grace
+        while self._pending and time.monotonic() < deadline:
+            time.sleep(
+                max(0.0, min(self.settings.poll_interval_seconds, deadline - time.monotonic()))
+            )
+            self._flush()
+        return list(self._pending)
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -178,3 +178,34 @@ def test_outage_events_come_out_in_the_order_of_the_transitions(live_store: Stor
     assert outage, "the two threads never crossed"
     expected = ["database_lost", "database_reconnected"] * len(outage)
     assert outage == expected[: len(outage)]
+
+
+def test_a_stop_during_an_outage_reports_what_it_leaves_behind(live_store: Store) -> None:
+    # SIGTERM while the database is away (a crash drill in session 9): the worker exited 0
+    # after its grace period and the outcomes it held, successes among them, were gone
+    # without a word; the jobs it "released" were not released. Both are now reported, with
+    # the job ids, and the writer keeps trying for the whole grace period first.
+    store = _flaky(live_store, outages=10**6)  # down from the first flush, for good
+    fast = [store.enqueue(request(f"fast-{n}")).job.id for n in range(3)]
+    slow = store.enqueue(request("slow", payload={"sleep": 30})).job.id
+    settings = fast_settings(shutdown_grace_seconds=0.3)
+    worker = Worker(store, registry_with(), settings, concurrency=4)
+    with structlog.testing.capture_logs() as logs:
+        thread = threading.Thread(target=worker.run)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while [line["event"] for line in logs].count("attempt_finished") < 3:
+            assert time.monotonic() < deadline, "the fast jobs did not finish"
+            time.sleep(0.01)
+        worker.request_stop()
+        thread.join(10)
+        assert not thread.is_alive()
+    by_event = {line["event"]: line for line in logs}
+    unwritten = by_event["outcomes_unwritten"]
+    assert unwritten["log_level"] == "error" and unwritten["count"] == 3
+    assert sorted(unwritten["job_ids"]) == fast
+    not_released = by_event["jobs_not_released"]
+    assert (not_released["count"], not_released["job_ids"]) == (1, [slow])
+    assert "jobs_released" not in by_event
+    store.down = False  # the database is back: the jobs wait for their leases, as reported
+    assert {store.get_job(i).state for i in [*fast, slow]} == {JobState.RUNNING}

@@ -79,3 +79,41 @@ def test_stop_writes_what_was_queued() -> None:
     writer.stop(WAIT)
     assert sorted(r.job_id for r in writer.take_results()) == [1, 2, 3]
     assert writer.outstanding == 0
+
+
+def _writer_down_until(attempts_down: int | None) -> tuple[CompletionWriter, list[int]]:
+    """A writer whose database is away for ``attempts_down`` writes (None: for good), with five
+    outcomes handed in and not yet written."""
+    written: list[int] = []
+    calls = {"n": 0}
+    gate = threading.Event()
+
+    def write(batch: list[Completion]) -> list[CompletionResult] | None:
+        gate.wait(WAIT)  # nothing is written before stop() is called
+        calls["n"] += 1
+        if attempts_down is None or calls["n"] <= attempts_down:
+            return None
+        written.extend(c.job_id for c in batch)
+        return [result(c) for c in batch]
+
+    writer = CompletionWriter(write, lambda: None, retry_seconds=0.01)
+    writer.submit([completion(n) for n in range(5)])
+    gate.set()
+    return writer, written
+
+
+def test_stopping_keeps_trying_while_the_database_comes_back() -> None:
+    # A SIGTERM during a short outage: the outcomes still land within the grace period.
+    writer, written = _writer_down_until(3)
+    writer.stop(WAIT)
+    assert written == list(range(5))
+    assert writer.unwritten() == []
+
+
+def test_stopping_reports_what_it_could_not_write() -> None:
+    # Before, the first failed try after stop() ended the thread and the outcomes were gone
+    # without a word; now they are handed back for the worker to report.
+    writer, written = _writer_down_until(None)
+    writer.stop(0.1)
+    assert written == []
+    assert [c.job_id for c in writer.unwritten()] == list(range(5))

@@ -29,16 +29,19 @@ json_flag = click.option("--json", "as_json", is_flag=True, help="One JSON docum
 
 
 def _payload(text: str | None) -> Any:
-    if text is None:
-        return {}
+    return {} if text is None else _json_object(text, "--payload")
+
+
+def _json_object(text: str, name: str) -> dict[str, Any]:
+    """``text`` read as a JSON object; refused naming ``name`` when it is not one."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"--payload is not valid JSON: {exc}") from None
+        raise InvalidInput(f"{name} is not valid JSON: {exc}") from None
     except RecursionError:
-        raise InvalidInput("--payload is nested too deeply") from None
+        raise InvalidInput(f"{name} is nested too deeply") from None
     if not isinstance(value, dict):
-        raise InvalidInput("--payload must be a JSON object")
+        raise InvalidInput(f"{name} must be a JSON object")
     return value
 
 
@@ -135,14 +138,7 @@ def _enqueue_file(app: App, source: TextIO, as_json: bool) -> None:
 def _bulk_request(app: App, line: str) -> EnqueueRequest:
     """One line of ``--from-file``, validated as ``build_request`` validates any enqueue: the
     values go in with their JSON types, so ``"entity_id": 5`` is refused, not read as "5"."""
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidInput("nested too deeply") from None
-    if not isinstance(item, dict):
-        raise InvalidInput("each line must be a JSON object")
+    item = _json_object(line, "the line")
     unknown = set(item) - BULK_FIELDS
     if unknown:
         raise InvalidInput(f"unknown field(s) {sorted(unknown)}")

@@ -12,40 +12,35 @@ from syncbridge.models import JOB_FIELDS
 
 JOB_COLUMNS = ", ".join(JOB_FIELDS)
 
-# One job in one autocommitted statement: the new row's id and times, and the wake-up (sent at
-# commit); no row when the entity already has an active job or the key is taken.
-INSERT_ONE = f"""
-WITH inserted AS (
+_NEW_JOB = """
     INSERT INTO jobs (job_type, entity_id, payload, state, attempt, budget_start, max_retries,
                       timeout_seconds, next_run_at, correlation_id, idempotency_key, params_hash,
                       created_at, updated_at)
     VALUES (%(job_type)s, %(entity_id)s, %(payload)s::json, 'pending', 0, 0, %(max_retries)s,
-            %(timeout_seconds)s, COALESCE(%(run_at)s, {{now}}), %(correlation_id)s,
-            %(idempotency_key)s, %(params_hash)s, {{now}}, {{now}})
+            %(timeout_seconds)s, COALESCE(%(run_at)s, {now}), %(correlation_id)s,
+            %(idempotency_key)s, %(params_hash)s, {now}, {now})
     ON CONFLICT DO NOTHING
-    RETURNING id, job_type, next_run_at, created_at
+    RETURNING id, job_type, next_run_at, created_at"""
+_WAKE_UP = f"SELECT id, next_run_at, created_at, pg_notify('{CHANNEL}', job_type) FROM inserted"
+
+# One job in one autocommitted statement: the new row's id and times, and the wake-up (sent at
+# commit); no row when the entity already has an active job or the key is taken.
+INSERT_ONE = f"""
+WITH inserted AS ({_NEW_JOB}
 )
-SELECT id, next_run_at, created_at, pg_notify('{CHANNEL}', job_type) FROM inserted
+{_WAKE_UP}
 """
 
 # A new job with an idempotency key, and the key's record (``idempotency_keys``), in one
 # statement. A key given before (to this entity's active job, or another's) makes the second
 # insert fail, and with it the whole statement: nothing is written and the slow path answers.
 INSERT_ONE_KEYED = f"""
-WITH inserted AS (
-    INSERT INTO jobs (job_type, entity_id, payload, state, attempt, budget_start, max_retries,
-                      timeout_seconds, next_run_at, correlation_id, idempotency_key, params_hash,
-                      created_at, updated_at)
-    VALUES (%(job_type)s, %(entity_id)s, %(payload)s::json, 'pending', 0, 0, %(max_retries)s,
-            %(timeout_seconds)s, COALESCE(%(run_at)s, {{now}}), %(correlation_id)s,
-            %(idempotency_key)s, %(params_hash)s, {{now}}, {{now}})
-    ON CONFLICT DO NOTHING
-    RETURNING id, job_type, next_run_at, created_at
+WITH inserted AS ({_NEW_JOB}
 ), recorded AS (
     INSERT INTO idempotency_keys (key, job_id, params_hash, created_at)
     SELECT %(idempotency_key)s, id, %(params_hash)s, created_at FROM inserted
 )
-SELECT id, next_run_at, created_at, pg_notify('{CHANNEL}', job_type) FROM inserted
+{_WAKE_UP}
 """
 
 # Bulk, first statement of the transaction: its "now" (constant for the whole transaction, so

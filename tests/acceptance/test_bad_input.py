@@ -171,7 +171,7 @@ _FILE_ERRORS = {
     "key-number.jsonl": "line 2: idempotency key must be a string, not a number",
     "run-at-number.jsonl": "line 2: run_at must be an ISO 8601 string",
     "surrogate.jsonl": "line 2: payload must be valid UTF-8 text (it holds a lone surrogate)",
-    "deep.jsonl": "line 2: nested too deeply",
+    "deep.jsonl": "line 2: the line is nested too deeply",
     "key-owned.jsonl": "line 2: idempotency key 'K-owned' already belongs to job ",
     "key-twice.jsonl": "line 3: idempotency key 'K2' was given earlier in the batch with "
     "different parameters; nothing was stored",

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from types import FrameType
 
 import click
@@ -62,6 +63,19 @@ def worker(
     prune_older_than: str | None,
 ) -> None:
     """Run jobs. SIGTERM/SIGINT: claim nothing more, drain, release the rest, exit 0."""
+    # Handlers first: a stop that comes while the worker is being set up (plugins, metrics,
+    # clients) is kept and honoured as soon as it runs, instead of killing the process (143).
+    signalled: list[Worker] = []
+    stop_before_start = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        if signalled:
+            signalled[0].request_stop_from_signal()  # takes no lock: see its docstring
+        else:
+            stop_before_start.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     from syncbridge.upstream import build_upstreams, close_upstreams
 
     settings = app.settings
@@ -97,12 +111,9 @@ def worker(
         upstreams=upstreams,
         on_event=on_event,
     )
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        runner.request_stop_from_signal()  # takes no lock: see its docstring
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    signalled.append(runner)
+    if stop_before_start.is_set():
+        runner.request_stop()
     # Every thread's stack to stderr, from the C level (so it answers even when the loop is
     # stuck): for a worker that will not stop, as Sidekiq's TTIN.
     faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -29,6 +29,7 @@ class CompletionWriter:
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._queued: list[Completion] = []
+        self._writing: list[Completion] = []  # the batch being written (not in _queued)
         self._written: list[CompletionResult] = []
         self._written_count = 0  # completions behind ``_written``
         self._outstanding = 0  # handed in, results not yet taken out
@@ -75,9 +76,10 @@ class CompletionWriter:
         self._thread.join(timeout + self._retry_seconds)
 
     def unwritten(self) -> list[Completion]:
-        """After :meth:`stop`: the completions that could not be written in time."""
+        """After :meth:`stop`: the completions that could not be written in time, the batch
+        of a write still blocked (a database that stopped answering) included."""
         with self._lock:
-            return list(self._queued)
+            return self._writing + self._queued
 
     def _run(self) -> None:
         while True:
@@ -87,15 +89,18 @@ class CompletionWriter:
                 if not self._queued:
                     return
                 batch, self._queued = self._queued, []
+                self._writing = batch
             try:
                 results = self._write(batch)
             except BaseException as exc:  # handed to the loop thread, which decides
                 with self._lock:
+                    self._writing = []
                     self._queued = batch + self._queued
                     self._failure = exc
                 self._on_written()
                 return
             with self._lock:
+                self._writing = []
                 if results is None:
                     self._queued = batch + self._queued  # in order, tried again
                     left = self._deadline - time.monotonic()

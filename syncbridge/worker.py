@@ -202,7 +202,9 @@ class Worker:
                 self._wake.wait(self.settings.poll_interval_seconds)
                 self._wake.clear()
         finally:
-            self._shutdown()
+            if grace_deadline is None:  # the loop ended without a stop (burst, or an error)
+                grace_deadline = time.monotonic() + self.settings.shutdown_grace_seconds
+            self._shutdown(grace_deadline)
 
     def tick(self) -> None:
         """One round: collect outcomes, enforce timeouts, claim, flush, renew, rescue."""
@@ -485,11 +487,14 @@ class Worker:
         runnable = self._db(lambda: self.store.has_runnable(sorted(self.job_types)))
         return runnable is False
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, deadline: float) -> None:
+        """Release what is still running, write the outcomes held, and say what could not be
+        done by ``deadline`` (monotonic; the end of the grace period the loop began)."""
         self._collect()
         self._flush()
         held = list(self._in_flight)
         never_started = set(self._pool.shutdown())
+        released: list[Any] | None = []
         if held:
             for key, item in self._in_flight.items():
                 item.ctx.request_stop("worker shutting down")
@@ -497,18 +502,20 @@ class Worker:
                     self._zombies.add(key)
             self._in_flight.clear()
             released = self._db(lambda: self.store.release(self.worker_id, held))
-            if released is None:
-                self._emit(
-                    "jobs_not_released",
-                    level="error",
-                    count=len(held),
-                    job_ids=[job_id for job_id, _ in held][:MAX_IDS_LOGGED],
-                    consequence="they run again once their leases expire, charged an attempt",
-                )
-            else:
-                self.stats.released += len(released)
-                self._emit("jobs_released", count=len(held))
-        unwritten = self._write_before_stopping()
+        unwritten = self._write_before_stopping(deadline)
+        if released is None:  # the database was away: it may be back after the writes
+            released = self._db(lambda: self.store.release(self.worker_id, held))
+        if released is None:
+            self._emit(
+                "jobs_not_released",
+                level="error",
+                count=len(held),
+                job_ids=[job_id for job_id, _ in held][:MAX_IDS_LOGGED],
+                consequence="they run again once their leases expire, charged an attempt",
+            )
+        elif held:
+            self.stats.released += len(released)
+            self._emit("jobs_released", count=len(held))
         if unwritten:
             self._emit(
                 "outcomes_unwritten",
@@ -530,16 +537,15 @@ class Worker:
             stuck_threads=self.stuck_threads,
         )
 
-    def _write_before_stopping(self) -> list[Completion]:
-        """Write the outcomes still held, trying again while the database is away for up to
-        the shutdown grace; returns those that could not be written. Never dropped silently:
-        a job whose success is not written runs again (the upstream answers it from its key)."""
-        grace = self.settings.shutdown_grace_seconds
+    def _write_before_stopping(self, deadline: float) -> list[Completion]:
+        """Write the outcomes still held, trying again while the database is away until
+        ``deadline`` (at least one try); returns those that could not be written. Never
+        dropped silently: a job whose success is not written runs again (the upstream answers
+        it from its key)."""
         if self._writer is not None:
-            self._writer.stop(grace)
+            self._writer.stop(max(deadline - time.monotonic(), self.settings.poll_interval_seconds))
             self._count_results(self._writer.take_results())
             return self._writer.unwritten()
-        deadline = time.monotonic() + grace
         while self._pending and time.monotonic() < deadline:
             time.sleep(
                 max(0.0, min(self.settings.poll_interval_seconds, deadline - time.monotonic()))

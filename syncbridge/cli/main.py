@@ -69,7 +69,12 @@ class Group(click.Group):
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    from syncbridge.cli.output import shown  # only when failing: it imports rich
+
+    # A message may quote stored or upstream text (a driver's message, an error class): its
+    # terminal escapes are shown as text, line by line.
+    printable = "\n".join(shown(line) for line in message.split("\n"))
+    click.echo(f"error: {printable}", err=True)
     sys.exit(code)
 
 

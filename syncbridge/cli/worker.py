@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from types import FrameType
 
 import click
@@ -64,15 +63,15 @@ def worker(
 ) -> None:
     """Run jobs. SIGTERM/SIGINT: claim nothing more, drain, release the rest, exit 0."""
     # Handlers first: a stop that comes while the worker is being set up (plugins, metrics,
-    # clients) is kept and honoured as soon as it runs, instead of killing the process (143).
-    signalled: list[Worker] = []
-    stop_before_start = threading.Event()
+    # clients, a database that does not answer yet) ends the process at once with 0, as a
+    # stop does, instead of the signal's default (143). Nothing is claimed or registered
+    # before the worker runs, so there is nothing to drain. No lock is taken in the handler.
+    running: list[Worker] = []
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        if signalled:
-            signalled[0].request_stop_from_signal()  # takes no lock: see its docstring
-        else:
-            stop_before_start.set()
+        if not running:
+            raise SystemExit(0)
+        running[0].request_stop_from_signal()  # takes no lock: see its docstring
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -111,9 +110,7 @@ def worker(
         upstreams=upstreams,
         on_event=on_event,
     )
-    signalled.append(runner)
-    if stop_before_start.is_set():
-        runner.request_stop()
+    running.append(runner)
     # Every thread's stack to stderr, from the C level (so it answers even when the loop is
     # stuck): for a worker that will not stop, as Sidekiq's TTIN.
     faulthandler.register(signal.SIGUSR1, all_threads=True)

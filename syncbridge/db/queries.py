@@ -103,9 +103,9 @@ class Store(BulkStore):
         ``[edges[i], edges[i + 1])`` (the last one includes its end): ``len(edges) - 1``
         counters.
 
-        By start, not by end: ``started_at`` is written once, at claim, so its index (BRIN on
-        PostgreSQL, migration 0007) leaves the attempt's one update HOT, and every attempt
-        falls in exactly one interval however long it ran. Reads only the attempts of the
+        By start, not by end: ``started_at`` is written once, at claim, so its index
+        (migration 0007) leaves the attempt's one update HOT, and every attempt falls in
+        exactly one interval however long it ran. Reads only the attempts of the
         window, however many older ones the table holds."""
         first, last = edges[0], edges[-1]
         started = attempts.c.started_at

@@ -4,6 +4,8 @@ default action killing the process (exit 143, found by a crash drill in session 
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +47,29 @@ def test_a_stop_during_set_up_is_honoured_not_fatal(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr  # not -15: the signal did not kill it
     assert Store(engine).get_job(job.id).state is JobState.PENDING  # stopped before claiming
     engine.dispose()
+
+
+def test_a_stop_while_the_database_does_not_answer_is_honoured() -> None:
+    # A database that accepts the connection and never answers (a partition, a server that
+    # hangs): the worker waits in its first connect. SIGTERM and Ctrl-C must still end it
+    # (a review found a first version of the fix that only noted the stop and waited on).
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/never"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "syncbridge", "--database-url", url, "worker"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            server.settimeout(30)
+            connection, _ = server.accept()  # the worker is now waiting for an answer
+            with connection:
+                worker.send_signal(signal.SIGTERM)
+                assert worker.wait(timeout=20) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()

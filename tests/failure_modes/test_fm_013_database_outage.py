@@ -209,3 +209,35 @@ def test_a_stop_during_an_outage_reports_what_it_leaves_behind(live_store: Store
     assert "jobs_released" not in by_event
     store.down = False  # the database is back: the jobs wait for their leases, as reported
     assert {store.get_job(i).state for i in [*fast, slow]} == {JobState.RUNNING}
+
+
+def test_a_database_back_within_the_grace_gets_the_outcomes_and_the_releases(
+    live_store: Store,
+) -> None:
+    # The same stop, but the database answers again before the grace period ends: the held
+    # outcomes are written and the running job is released (not left to its lease), and no
+    # error line says otherwise.
+    store = _flaky(live_store, outages=10**6)
+    fast = [store.enqueue(request(f"fast-{n}")).job.id for n in range(3)]
+    slow = store.enqueue(request("slow", payload={"sleep": 30})).job.id
+    worker = Worker(store, registry_with(), fast_settings(shutdown_grace_seconds=5), concurrency=4)
+    with structlog.testing.capture_logs() as logs:
+        thread = threading.Thread(target=worker.run)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while [line["event"] for line in logs].count("attempt_finished") < 3:
+            assert time.monotonic() < deadline, "the fast jobs did not finish"
+            time.sleep(0.01)
+        worker.request_stop()
+        while "worker_stopping" not in [line["event"] for line in logs]:
+            assert time.monotonic() < deadline, "the stop did not begin"
+            time.sleep(0.01)
+        store.outages, store.down = 0, False  # the stop has begun; the database is back
+        thread.join(10)
+        assert not thread.is_alive()
+    events = [line["event"] for line in logs]
+    assert "outcomes_unwritten" not in events and "jobs_not_released" not in events
+    assert "jobs_released" in events
+    assert {store.get_job(i).state for i in fast} == {JobState.SUCCEEDED}
+    assert store.get_job(slow).state is JobState.PENDING  # released, not charged
+    assert [a.outcome for a in store.attempts_of(slow)] == ["released"]

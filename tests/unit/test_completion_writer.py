@@ -117,3 +117,27 @@ def test_stopping_reports_what_it_could_not_write() -> None:
     writer.stop(0.1)
     assert written == []
     assert [c.job_id for c in writer.unwritten()] == list(range(5))
+
+
+def test_a_write_still_blocked_when_stop_gives_up_is_reported_too() -> None:
+    # A database that stops answering (a partition, not a refusal): the write in progress
+    # blocks past stop()'s timeout. Its batch is neither written nor queued; it must still be
+    # among what the worker reports as unwritten (a review found it was not).
+    release = threading.Event()
+    calls = {"n": 0}
+
+    def write(batch: list[Completion]) -> list[CompletionResult] | None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return None  # refused: kept, tried again
+        release.wait(WAIT)  # hangs until the test lets go
+        return [result(c) for c in batch]
+
+    writer = CompletionWriter(write, lambda: None, retry_seconds=0.01)
+    writer.submit([completion(n) for n in range(3)])
+    writer.stop(0.2)
+    try:
+        assert writer.take_results() == []
+        assert [c.job_id for c in writer.unwritten()] == [0, 1, 2]
+    finally:
+        release.set()

@@ -180,26 +180,43 @@ def test_outage_events_come_out_in_the_order_of_the_transitions(live_store: Stor
     assert outage == expected[: len(outage)]
 
 
+def _stop_mid_outage(
+    live_store: Store, grace: float, back_when_stopping: bool
+) -> tuple[FlakyStore, list[int], int, list[dict[str, Any]]]:
+    """Three fast jobs and a slow one claimed; the database goes away at the first flush;
+    the worker is stopped once the fast ones finished (optionally the database comes back
+    as the stop begins). Returns the store, the fast ids, the slow id and the log lines."""
+    store = _flaky(live_store, outages=10**6)  # down from the first flush, for good
+    fast = [store.enqueue(request(f"fast-{n}")).job.id for n in range(3)]
+    slow = store.enqueue(request("slow", payload={"sleep": 30})).job.id
+    settings = fast_settings(shutdown_grace_seconds=grace)
+    worker = Worker(store, registry_with(), settings, concurrency=4)
+    deadline = time.monotonic() + 10
+
+    def wait_for(done: Callable[[list[str]], bool], what: str) -> None:
+        while not done([line["event"] for line in logs]):
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)
+
+    with structlog.testing.capture_logs() as logs:
+        thread = threading.Thread(target=worker.run)
+        thread.start()
+        wait_for(lambda events: events.count("attempt_finished") >= 3, "the fast jobs finish")
+        worker.request_stop()
+        if back_when_stopping:
+            wait_for(lambda events: "worker_stopping" in events, "the stop begins")
+            store.outages, store.down = 0, False
+        thread.join(10)
+        assert not thread.is_alive()
+    return store, fast, slow, logs
+
+
 def test_a_stop_during_an_outage_reports_what_it_leaves_behind(live_store: Store) -> None:
     # SIGTERM while the database is away (a crash drill in session 9): the worker exited 0
     # after its grace period and the outcomes it held, successes among them, were gone
     # without a word; the jobs it "released" were not released. Both are now reported, with
-    # the job ids, and the writer keeps trying for the whole grace period first.
-    store = _flaky(live_store, outages=10**6)  # down from the first flush, for good
-    fast = [store.enqueue(request(f"fast-{n}")).job.id for n in range(3)]
-    slow = store.enqueue(request("slow", payload={"sleep": 30})).job.id
-    settings = fast_settings(shutdown_grace_seconds=0.3)
-    worker = Worker(store, registry_with(), settings, concurrency=4)
-    with structlog.testing.capture_logs() as logs:
-        thread = threading.Thread(target=worker.run)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while [line["event"] for line in logs].count("attempt_finished") < 3:
-            assert time.monotonic() < deadline, "the fast jobs did not finish"
-            time.sleep(0.01)
-        worker.request_stop()
-        thread.join(10)
-        assert not thread.is_alive()
+    # the job ids, and the writer keeps trying until the grace period ends first.
+    store, fast, slow, logs = _stop_mid_outage(live_store, 0.3, back_when_stopping=False)
     by_event = {line["event"]: line for line in logs}
     unwritten = by_event["outcomes_unwritten"]
     assert unwritten["log_level"] == "error" and unwritten["count"] == 3
@@ -214,27 +231,10 @@ def test_a_stop_during_an_outage_reports_what_it_leaves_behind(live_store: Store
 def test_a_database_back_within_the_grace_gets_the_outcomes_and_the_releases(
     live_store: Store,
 ) -> None:
-    # The same stop, but the database answers again before the grace period ends: the held
-    # outcomes are written and the running job is released (not left to its lease), and no
-    # error line says otherwise.
-    store = _flaky(live_store, outages=10**6)
-    fast = [store.enqueue(request(f"fast-{n}")).job.id for n in range(3)]
-    slow = store.enqueue(request("slow", payload={"sleep": 30})).job.id
-    worker = Worker(store, registry_with(), fast_settings(shutdown_grace_seconds=5), concurrency=4)
-    with structlog.testing.capture_logs() as logs:
-        thread = threading.Thread(target=worker.run)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while [line["event"] for line in logs].count("attempt_finished") < 3:
-            assert time.monotonic() < deadline, "the fast jobs did not finish"
-            time.sleep(0.01)
-        worker.request_stop()
-        while "worker_stopping" not in [line["event"] for line in logs]:
-            assert time.monotonic() < deadline, "the stop did not begin"
-            time.sleep(0.01)
-        store.outages, store.down = 0, False  # the stop has begun; the database is back
-        thread.join(10)
-        assert not thread.is_alive()
+    # The same stop, but the database answers again as the stop begins: the held outcomes
+    # are written and the running job is released (not left to its lease), and no error
+    # line says otherwise.
+    store, fast, slow, logs = _stop_mid_outage(live_store, 5, back_when_stopping=True)
     events = [line["event"] for line in logs]
     assert "outcomes_unwritten" not in events and "jobs_not_released" not in events
     assert "jobs_released" in events

@@ -3,6 +3,8 @@
 - reads ``X-Correlation-ID`` (kept when it is a sane token, else replaced) or makes one, binds it
   to the log context, and returns it on every response, errors included;
 - refuses a mutating ``/api/`` call without the admin bearer token (401, before routing);
+- refuses a request body over ``MAX_BODY_BYTES`` (413), by its ``Content-Length`` before
+  reading it, or, sent in chunks, as soon as the chunks read exceed it;
 - adds the security headers (a CSP without inline script, no framing, no sniffing,
   no referrer to other sites);
 - writes one canonical log line and one metrics observation per request, labelled with the route
@@ -20,6 +22,7 @@ from typing import Any
 
 import structlog
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,6 +37,10 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
+# Bodies are read into memory before anything looks at them. A payload may hold 1 MiB of JSON
+# (services.PAYLOAD_MAX_BYTES, counted as UTF-8); a client that escapes every character as
+# \uXXXX sends up to six times that, hence the margin.
+MAX_BODY_BYTES = 8 * 1024 * 1024
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -103,14 +110,19 @@ class ApiMiddleware:
         with structlog.contextvars.bound_contextvars(correlation_id=correlation):
             try:
                 refusal = self._refusal(method, scope, headers)
-                if refusal is None:
-                    await self.app(scope, receive, send_with_headers)
+                if refusal is None and _declared_length(headers) > MAX_BODY_BYTES:
+                    await _send_json(send_with_headers, 413, _TOO_LARGE)
+                elif refusal is None:
+                    await self.app(scope, _capped(receive), send_with_headers)
                 elif refusal.retry_after is not None:
                     wait = refusal.retry_after
                     body = {"detail": f"{_THROTTLED} {wait} s"}
                     await _send_json(send_with_headers, 429, body, [_retry_after(wait)])
                 else:
                     await _send_json(send_with_headers, 401, _UNAUTHORISED, _BEARER_CHALLENGE)
+            except BodyTooLarge:
+                if not response_started:
+                    await _send_json(send_with_headers, 413, _TOO_LARGE)
             except Exception as exc:
                 log.exception("http_request_error", error_class=type(exc).__name__)
                 if not response_started:
@@ -139,6 +151,43 @@ class ApiMiddleware:
         address = client[0] if client else None
         verdict = self.failed_logins.check(address, lambda: token_matches(given, self.admin_token))
         return None if verdict.ok else verdict
+
+
+_TOO_LARGE = {"detail": f"request body over {MAX_BODY_BYTES:,} bytes"}
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` once a chunked body passes ``MAX_BODY_BYTES``. An HTTP error, so
+    that FastAPI's body reading lets it through as a 413 (it turns any other error there into
+    "error parsing the body"); the middleware answers it too, for readers that do not."""
+
+    def __init__(self) -> None:
+        super().__init__(413, _TOO_LARGE["detail"])
+
+
+def _declared_length(headers: Headers) -> int:
+    """The body's ``Content-Length``; 0 when absent (a chunked body is counted as it comes)
+    or not a number (the server refuses that itself)."""
+    try:
+        return int(headers.get("content-length", "0"))
+    except ValueError:
+        return 0
+
+
+def _capped(receive: Receive) -> Receive:
+    """``receive``, raising :class:`BodyTooLarge` once the body read exceeds the limit."""
+    read = 0
+
+    async def capped() -> Message:
+        nonlocal read
+        message = await receive()
+        if message["type"] == "http.request":
+            read += len(message.get("body", b""))
+            if read > MAX_BODY_BYTES:
+                raise BodyTooLarge
+        return message
+
+    return capped
 
 
 _UNAUTHORISED = {"detail": "missing or wrong bearer token (Authorization: Bearer <admin token>)"}

@@ -98,12 +98,16 @@ class BulkStore(OperatorStore):
             except IntegrityError as exc:
                 if not isinstance(exc.orig, psycopg.errors.UniqueViolation):
                     raise
-            return self._insert_staged(requests)
+            return _unkeyed_only(requests, self._insert_staged)
         try:
             return list(self._insert_jobs_on_sqlite(requests))
         except IntegrityError as exc:
             if not isinstance(exc.orig, sqlite3.IntegrityError):
                 raise
+        return _unkeyed_only(requests, self._insert_each_on_sqlite)
+
+    def _insert_each_on_sqlite(self, requests: list[EnqueueRequest]) -> list[Job | None]:
+        """SQLite, when some row conflicts: every row with ``ON CONFLICT DO NOTHING``."""
         rows = [self.fresh_row(request) for request in requests]
         with self.engine.begin() as conn:
             fresh = conn.execute(self._insert_returning, rows).all()
@@ -155,6 +159,11 @@ class BulkStore(OperatorStore):
                     for row, job in self._new_rows(requests, ids, now, stamp, _iso):
                         copy.write_row(row)
                         new_jobs.append(job)
+                keys = _key_rows(new_jobs, stamp)
+                if keys:
+                    with cursor.copy(driver_sql.COPY_KEYS) as copy:
+                        for key_row in keys:
+                            copy.write_row(key_row)
         return new_jobs
 
     def _insert_jobs_on_sqlite(self, requests: list[EnqueueRequest]) -> list[Job]:
@@ -172,6 +181,7 @@ class BulkStore(OperatorStore):
             ids = range(last_id + 1, last_id + 1 + len(requests))
             made = list(self._new_rows(requests, ids, now, stamp, sqlite_sql.stamp))
             cursor.executemany(sqlite_sql.INSERT_JOB, [row for row, _ in made])
+            cursor.executemany(sqlite_sql.INSERT_KEY, _key_rows([job for _, job in made], stamp))
         return [job for _, job in made]
 
     def _new_rows(
@@ -318,16 +328,44 @@ def _random_ids(count: int) -> list[str]:
 
 
 def _independent(requests: Sequence[EnqueueRequest]) -> list[int]:
-    """Positions of the requests without an idempotency key whose entity no earlier request
-    names. Inserting those together gives what inserting them one by one would: none can change
-    what another finds, nor what any request between them finds (each other request names
-    another entity, and its own earlier ones go first). Keyed requests take the single-job
-    path, which records each key (``idempotency_keys``) with the job it answers with."""
+    """Positions of the requests whose entity and key no earlier request names. Inserting
+    those together gives what inserting them one by one would: none can change what another
+    finds, nor what any request between them finds (each other request names another entity
+    and key, and its own earlier ones go first)."""
     entities: set[tuple[str, str]] = set()
+    keys: set[str] = set()
     independent = []
     for position, request in enumerate(requests):
         entity = (request.job_type, request.entity_id)
-        if entity not in entities and request.idempotency_key is None:
+        key = request.idempotency_key
+        if entity not in entities and (key is None or key not in keys):
             independent.append(position)
         entities.add(entity)
+        if key is not None:
+            keys.add(key)
     return independent
+
+
+def _key_rows(new_jobs: Sequence[Job], stamp: str) -> list[tuple[str, int, str, str]]:
+    """The ``idempotency_keys`` records of the keyed jobs among ``new_jobs``."""
+    return [
+        (job.idempotency_key, job.id, job.params_hash, stamp)
+        for job in new_jobs
+        if job.idempotency_key is not None
+    ]
+
+
+def _unkeyed_only(
+    requests: list[EnqueueRequest],
+    insert: Callable[[list[EnqueueRequest]], list[Job | None]],
+) -> list[Job | None]:
+    """``insert`` for the requests without a key; None for the keyed ones, which then take the
+    single-job path. The conflict-aware bulk paths insert with ``ON CONFLICT DO NOTHING`` and
+    cannot record a key in the same statement without keeping a job whose key was given to
+    another job before."""
+    unkeyed = [n for n, request in enumerate(requests) if request.idempotency_key is None]
+    made: list[Job | None] = [None] * len(requests)
+    if unkeyed:
+        for n, job in zip(unkeyed, insert([requests[n] for n in unkeyed]), strict=True):
+            made[n] = job
+    return made

@@ -67,6 +67,13 @@ COPY jobs (id, job_type, entity_id, payload, state, max_retries, timeout_seconds
 FROM STDIN
 """
 
+# Bulk, third statement when any request has a key: each key's record, for the jobs just
+# copied. A key given before (even to another entity's job) fails it, and with it the chunk,
+# which then goes through the conflict-aware path.
+COPY_KEYS = """
+COPY idempotency_keys (key, job_id, params_hash, created_at) FROM STDIN
+"""
+
 # Bulk when some row conflicts: a staging table per session, emptied at every commit, then one
 # INSERT .. ON CONFLICT DO NOTHING in request order, and NOTIFY_TYPES for what it inserted.
 STAGING_TABLE = """

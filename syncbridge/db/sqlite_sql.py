@@ -24,6 +24,10 @@ INSERT INTO jobs (id, job_type, entity_id, payload, state, max_retries, timeout_
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 LAST_JOB_ID = "SELECT COALESCE(MAX(id), 0) FROM jobs"
+# With INSERT_JOB, each key's record; a key given before fails it, as a used key fails INSERT_JOB.
+INSERT_KEY = (
+    "INSERT INTO idempotency_keys (key, job_id, params_hash, created_at) VALUES (?, ?, ?, ?)"
+)
 
 # Claim: up to ``limit`` due jobs of the given types, running under this worker's lease, in
 # one statement inside the caller's BEGIN IMMEDIATE transaction. Rows in ``Job`` field order.

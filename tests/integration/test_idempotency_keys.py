@@ -146,3 +146,28 @@ def test_prune_keeps_a_job_that_a_given_key_answers_with(store: Store, clock: Fa
     assert store.get_job(active.id).state is JobState.SUCCEEDED
     again = store.enqueue(_request("e1", "kept-by-key"))
     assert again.deduplicated and again.job.id == active.id
+
+
+def test_enqueue_many_records_the_keys_of_the_jobs_it_makes_in_bulk(store: Store) -> None:
+    # The bulk path (COPY on PostgreSQL, one executemany on SQLite) writes the key records
+    # in the transaction that writes the jobs.
+    results = store.enqueue_many([_request(f"b{n}", f"bulk-{n}") for n in range(200)])
+    assert not any(r.deduplicated for r in results)
+    assert _recorded(store.engine) == {f"bulk-{n}": r.job.id for n, r in enumerate(results)}
+    again = store.enqueue_many([_request("b7", "bulk-7"), _request("b8", "bulk-8")])
+    assert [r.job.id for r in again] == [results[7].job.id, results[8].job.id]
+    assert all(r.deduplicated for r in again)
+
+
+def test_a_bulk_key_given_before_to_another_job_answers_with_that_job(store: Store) -> None:
+    # The key was recorded for e1's earlier job by an enqueue that met it; that job finished,
+    # so a bulk insert of a new e1 job would succeed, but its key record cannot: the chunk
+    # falls back, and the key answers with the job it answered with before.
+    first = store.enqueue(_request("e1")).job
+    store.enqueue(_request("e1", "given-before"))
+    _finish(store, first.id)
+    results = store.enqueue_many([_request("e1", "given-before"), _request("e2", "fresh")])
+    assert results[0].deduplicated and results[0].job.id == first.id
+    assert not results[1].deduplicated
+    assert _recorded(store.engine) == {"given-before": first.id, "fresh": results[1].job.id}
+    assert [check.code for check in run_checks(store) if not check.ok] == []

@@ -71,21 +71,31 @@ class BulkStore(OperatorStore):
                 )
         if not keyed:
             return
-        keys = list(keyed)
+        for job_id, key, digest in self._key_records(list(keyed)):
+            index, wanted = keyed[key]
+            if digest != wanted:
+                raise InvalidBatchRequest(
+                    index,
+                    f"idempotency key {key!r} already belongs to job {job_id} with "
+                    "different parameters",
+                )
+
+    def _key_records(self, keys: list[str]) -> Iterator[tuple[int, str, str]]:
+        """(job id, key, params hash) of those of ``keys`` given before. PostgreSQL: one
+        statement with the keys as an array (an expanding IN of thousands of parameters costs
+        more to build than to run); SQLite: in chunks under its parameter limit."""
         with self.reading() as conn:
+            if self.dialect == "postgresql":
+                with driver_errors(conn, driver_sql.KEY_RECORDS):
+                    rows = driver_of(conn).execute(driver_sql.KEY_RECORDS, {"keys": keys})
+                    yield from rows.fetchall()
+                return
+            given = idempotency_keys.c
             for start in range(0, len(keys), CHUNK):
-                given = idempotency_keys.c
                 owners = select(given.job_id, given.key, given.params_hash).where(
                     given.key.in_(keys[start : start + CHUNK])
                 )
-                for job_id, key, digest in conn.execute(owners).all():
-                    index, wanted = keyed[key]
-                    if digest != wanted:
-                        raise InvalidBatchRequest(
-                            index,
-                            f"idempotency key {key!r} already belongs to job {job_id} with "
-                            "different parameters",
-                        )
+                yield from conn.execute(owners).tuples()
 
     def _insert_many(self, requests: list[EnqueueRequest]) -> list[Job | None]:
         """The new job of each request, None where it met an active job or a used key. No two

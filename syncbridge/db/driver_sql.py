@@ -74,6 +74,11 @@ COPY_KEYS = """
 COPY idempotency_keys (key, job_id, params_hash, created_at) FROM STDIN
 """
 
+# Bulk, before anything is written: the records of the batch's keys that were given before.
+KEY_RECORDS = """
+SELECT job_id, key, params_hash FROM idempotency_keys WHERE key = ANY(%(keys)s::text[])
+"""
+
 # Bulk when some row conflicts: a staging table per session, emptied at every commit, then one
 # INSERT .. ON CONFLICT DO NOTHING in request order, and NOTIFY_TYPES for what it inserted.
 STAGING_TABLE = """

@@ -95,7 +95,8 @@ class BulkStore(OperatorStore):
                 owners = select(given.job_id, given.key, given.params_hash).where(
                     given.key.in_(keys[start : start + CHUNK])
                 )
-                yield from conn.execute(owners).tuples()
+                for row in conn.execute(owners):
+                    yield row.job_id, row.key, row.params_hash
 
     def _insert_many(self, requests: list[EnqueueRequest]) -> list[Job | None]:
         """The new job of each request, None where it met an active job or a used key. No two

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -88,6 +89,16 @@ def effect_key(lineage_id: int, effect_name: str, body: Any) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(f"{lineage_id}\x1f{effect_name}\x1f{canonical}".encode()).hexdigest()
     return f"sb-{lineage_id}-{digest[:32]}"
+
+
+_EFFECT_KEY = re.compile(r"sb-([0-9]+)-[0-9a-f]{32}")
+
+
+def effect_key_lineage(key: str) -> int | None:
+    """The lineage whose request an :func:`effect_key` key belongs to; None for a key made
+    otherwise (a plugin's own, or an upstream's)."""
+    match = _EFFECT_KEY.fullmatch(key)
+    return int(match.group(1)) if match else None
 
 
 _STOP_EVENT_LOCK = threading.Lock()

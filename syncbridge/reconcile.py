@@ -16,6 +16,7 @@ from sqlalchemy import exists, select, update
 from syncbridge.db.queries import Store
 from syncbridge.db.schema import attempts, jobs
 from syncbridge.executor import context_for
+from syncbridge.jobtypes import effect_key_lineage
 from syncbridge.logs import get_logger
 from syncbridge.models import Job
 from syncbridge.plugins import Registry
@@ -72,6 +73,15 @@ def reconcile(
         except Exception as exc:  # the upstream cannot tell now: leave it for the next round
             results.append(Reconciled(job.id, None, error=f"{type(exc).__name__}: {exc}"))
             continue
+        made_by = None if effect is None else effect_key_lineage(effect.effect_key)
+        if made_by is not None and made_by != job.effective_lineage_id:
+            # The upstream holds the effect, but the key it was made with is another lineage's:
+            # another job's request made it (found by a drill: a job whose only attempt failed
+            # reading the CRM was credited with the invoice a later job created, and that job's
+            # ledger row was filed under it). Not this job's effect; that lineage's job, when
+            # reconciled or when it succeeds, records it.
+            log.info("effect_made_by_another_lineage", job_id=job.id, lineage_id=made_by)
+            effect = None
         status = APPLIED if effect is not None else NOT_APPLIED
         with store.engine.begin() as conn:
             if effect is not None:

@@ -515,7 +515,8 @@ class Worker:
             )
         elif held:
             self.stats.released += len(released)
-            self._emit("jobs_released", count=len(held))
+            # What the release changed: a job whose lease was already lost is not counted.
+            self._emit("jobs_released", count=len(released))
         if unwritten:
             self._emit(
                 "outcomes_unwritten",

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from syncbridge.db.queries import Store
-from syncbridge.models import Job
+from syncbridge.jobtypes import AppliedEffect, JobType, effect_key
+from syncbridge.models import Completion, ErrorSnapshot, Job
 from syncbridge.reconcile import reconcile
 from syncbridge.states import UNKNOWN_OUTCOMES, AttemptOutcome, JobState
 from syncbridge.upstream import build_upstreams, close_upstreams
@@ -35,6 +36,7 @@ from tests.failure_modes.test_fm_02_kit import (
     upsert_key,
     worker,
 )
+from tests.helpers import registry_with
 from tests.processes import run_cli
 
 INVOICE = "i_2501"
@@ -183,3 +185,50 @@ def test_prevented_a_lost_answer_is_reconciled_as_applied(live_store: Store, moc
     [row] = live_store.ledger_rows(lineage_id=dead.id)
     assert row["upstream_ref"] == billed["id"]
     assert violations(live_store) == {}
+
+
+# Reconcile must credit an effect to the lineage whose request made it (found by a second
+# drill in session 9). Job A's only attempt failed before it reached Billing (a CRM 503: an
+# unknown outcome since the change above); job B, a new lineage for the same invoice, created it
+# and lost the answer. Billing's natural key finds the invoice for both; its key says B made it.
+def _two_dead_jobs_one_invoice(store: Store) -> tuple[Job, Job, AppliedEffect]:
+    dead = []
+    for _ in range(2):
+        job = store.enqueue(request("i_2700", job_type="inv", max_retries=0)).job
+        (claimed,) = store.claim("w", ["inv"], 1, 60)
+        error = ErrorSnapshot("UpstreamUnavailable", "503", True, 503)
+        store.complete([Completion(claimed.id, claimed.attempt, "w", AttemptOutcome.ERROR, error)])
+        dead.append(store.get_job(job.id))
+    first, second = dead
+    assert first.state is second.state is JobState.DEAD
+    made_by_second = AppliedEffect(effect_key(second.id, "create", {}), "billing", "inv_000001")
+    return first, second, made_by_second
+
+
+def _invoice_registry(found: AppliedEffect) -> Any:
+    return registry_with(JobType("inv", lambda ctx: None, reconcile=lambda ctx: found))
+
+
+def test_repro_reconcile_credits_an_invoice_to_a_job_that_never_sent_it(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second, made_by_second = _two_dead_jobs_one_invoice(store)
+    # Unsafe variant: every key taken as this job's own (before the lineage check).
+    monkeypatch.setattr("syncbridge.reconcile.effect_key_lineage", lambda key: None)
+    reconcile(store, _invoice_registry(made_by_second), {})
+    assert store.get_job(first.id).effect_status == "applied"  # it never reached Billing
+    [row] = store.ledger_rows()
+    assert row["job_id"] == first.id  # the second lineage's effect, filed under the first
+    assert store.ledger_rows(lineage_id=second.id) == []
+
+
+def test_prevented_reconcile_credits_the_lineage_whose_key_made_it(store: Store) -> None:
+    first, second, made_by_second = _two_dead_jobs_one_invoice(store)
+    results = reconcile(store, _invoice_registry(made_by_second), {})
+    assert {(r.job_id, r.effect_status) for r in results} == {
+        (first.id, "not_applied"),
+        (second.id, "applied"),
+    }
+    [row] = store.ledger_rows()
+    assert (row["job_id"], row["lineage_id"]) == (second.id, second.id)
+    assert violations(store) == {}

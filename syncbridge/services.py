@@ -26,7 +26,7 @@ REFRESH_STATISTICS_AFTER = 10_000
 PAYLOAD_MAX_BYTES = 1024 * 1024
 # C0, DEL and C1 (``\x9b`` is a one-byte terminal CSI); lone surrogates are not text at all.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
+SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Invisible characters that change how the text around them is shown: bidi overrides and
 # isolates, zero-width characters (format, Cf) and the line and paragraph separators. In an id
 # they let two different ids look alike, or one look like another.
@@ -42,7 +42,7 @@ def validate_text(name: str, value: object, limit: int) -> str:
         raise InvalidInput(f"{name} is {len(value)} characters long; the limit is {limit}")
     if _CONTROL.search(value):
         raise InvalidInput(f"{name} must not contain control characters")
-    if _SURROGATE.search(value):
+    if SURROGATE.search(value):
         raise InvalidInput(f"{name} must be valid UTF-8 text")
     if not value.isascii():
         for char in value:

@@ -506,25 +506,13 @@ class Worker:
         if released is None:  # the database was away: it may be back after the writes
             released = self._db(lambda: self.store.release(self.worker_id, held))
         if released is None:
-            self._emit(
-                "jobs_not_released",
-                level="error",
-                count=len(held),
-                job_ids=[job_id for job_id, _ in held][:MAX_IDS_LOGGED],
-                consequence="they run again once their leases expire, charged an attempt",
-            )
+            self._left_behind("jobs_not_released", [job_id for job_id, _ in held], "they")
         elif held:
             self.stats.released += len(released)
             # What the release changed: a job whose lease was already lost is not counted.
             self._emit("jobs_released", count=len(released))
         if unwritten:
-            self._emit(
-                "outcomes_unwritten",
-                level="error",
-                count=len(unwritten),
-                job_ids=[c.job_id for c in unwritten][:MAX_IDS_LOGGED],
-                consequence="their jobs run again once their leases expire, charged an attempt",
-            )
+            self._left_behind("outcomes_unwritten", [c.job_id for c in unwritten], "their jobs")
         self._db(lambda: self.store.stop_worker(self.worker_id))
         if self._listener is not None:
             self._listener.stop()
@@ -536,6 +524,16 @@ class Worker:
             rescued=self.stats.rescued,
             released=self.stats.released,
             stuck_threads=self.stuck_threads,
+        )
+
+    def _left_behind(self, event: str, job_ids: list[int], who: str) -> None:
+        """An error line naming what a stop could not do (the count exact, some of the ids)."""
+        self._emit(
+            event,
+            level="error",
+            count=len(job_ids),
+            job_ids=job_ids[:MAX_IDS_LOGGED],
+            consequence=f"{who} run again once their leases expire, charged an attempt",
         )
 
     def _write_before_stopping(self, deadline: float) -> list[Completion]:

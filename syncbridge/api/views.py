@@ -4,7 +4,6 @@ filters that format times and durations, and which actions a job's state allows.
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from syncbridge.api.auth import session_of
+from syncbridge.services import SURROGATE
 from syncbridge.states import JobState
 
 # The moves CONTRACT.md allows an operator, by the state a job is in.
@@ -61,15 +61,12 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
 def printable_in_utf8(value: Any) -> Any:
     """Jinja's ``finalize``, applied to every value a template prints: a lone surrogate, which a
     payload may hold (INV_013: the Python API stores it as given) but UTF-8 cannot encode,
     becomes its escape (``\\ud800``) instead of failing the whole page."""
-    if isinstance(value, str) and _SURROGATE.search(value):
-        return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", value)
+    if isinstance(value, str) and SURROGATE.search(value):
+        return SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", value)
     return value
 
 

@@ -495,26 +495,18 @@ class LifecycleStore(EnqueueStore):
             )
             # A success after a cancel request still applied its effect (transitions.py): the
             # ledger row is written and the cancelled job says the effect is applied.
-            applied = (
-                completion.effect is not None and completion.outcome is AttemptOutcome.SUCCEEDED
-            )
-            moved.append(
-                self._moved_row(
-                    job,
-                    transition,
-                    error,
-                    attempt_row_id,
-                    applied and transition.state is not JobState.SUCCEEDED,
-                )
-            )
-            if applied and completion.effect is not None:
+            succeeded = completion.outcome is AttemptOutcome.SUCCEEDED
+            effect = completion.effect if succeeded else None
+            overridden = effect is not None and transition.state is not JobState.SUCCEEDED
+            moved.append(self._moved_row(job, transition, error, attempt_row_id, overridden))
+            if effect is not None:
                 effects.append(
                     {
-                        "effect_key": completion.effect.effect_key,
+                        "effect_key": effect.effect_key,
                         "job_id": job.id,
                         "lineage_id": job.effective_lineage_id,
-                        "upstream": completion.effect.upstream,
-                        "upstream_ref": completion.effect.upstream_ref,
+                        "upstream": effect.upstream,
+                        "upstream_ref": effect.upstream_ref,
                     }
                 )
             if transition.enqueue_follow_up:

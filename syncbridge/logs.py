@@ -25,6 +25,12 @@ LEVELS = {
 }
 
 
+# The chain configure_logging built for JSON to a binary stream, as built: log_fields
+# recognises it (a copy, so that a chain changed in place, as structlog.testing.capture_logs
+# does, no longer matches) and renders what it would.
+_json_chain: list[Processor] = []
+
+
 def add_utc_time(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> Any:
     """The event's time as a datetime, which orjson formats in C: a third of the cost of
     ``TimeStamper(fmt="iso")``, which formats it in Python for every line."""
@@ -141,6 +147,8 @@ def configure_logging(
             serializer=json_line if binary is None else json_bytes
         )
         processors = [*common, add_utc_time, structlog.processors.format_exc_info, renderer]
+        global _json_chain
+        _json_chain = list(processors) if binary is not None else []
         if binary is None:
             logger_factory = structlog.WriteLoggerFactory(stream)
         else:
@@ -160,3 +168,30 @@ def configure_logging(
 
 def get_logger(**context: Any) -> Any:
     return structlog.get_logger("syncbridge").bind(**context)
+
+
+def log_fields(log: Any, level: str, event: str, fields: dict[str, Any]) -> None:
+    """``getattr(log, level)(event, **fields)``, for the worker's line per attempt.
+
+    Where ``log`` runs the JSON chain :func:`configure_logging` built (the worker's case), the
+    line is rendered here exactly as that chain renders it (same keys, same order, same bytes:
+    a test compares them) and handed to the same logger: about a third of the cost, without
+    structlog's dispatch, the keywords spread and gathered again, and five processor calls.
+    Any other chain (the console's, a test's capture, one changed in place) goes through
+    structlog as before."""
+    logger = log._logger
+    if (
+        log._processors != _json_chain
+        or type(logger) is not LineLogger
+        or not log.is_enabled_for(LEVELS[level])
+        or "exc_info" in fields  # format_exc_info's work
+    ):
+        getattr(log, level)(event, **fields)
+        return
+    line = log._context.copy()
+    line.update(fields)
+    line["event"] = event
+    structlog.contextvars.merge_contextvars(logger, level, line)
+    line["level"] = level
+    line["timestamp"] = datetime.now(UTC)
+    logger.msg(log._processors[-1](logger, level, line))  # the chain's own renderer

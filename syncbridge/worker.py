@@ -34,7 +34,7 @@ from syncbridge.db.sqlite_watch import SqliteWatcher
 from syncbridge.executor import context_for, storable
 from syncbridge.handler_pool import AttemptKey, HandlerPool
 from syncbridge.jobtypes import JobContext, JobType
-from syncbridge.logs import get_logger, lines_written_together
+from syncbridge.logs import get_logger, lines_written_together, log_fields
 from syncbridge.models import ClaimedJob, Completion, CompletionResult, ErrorSnapshot
 from syncbridge.plugins import Registry
 from syncbridge.reconcile import reconcile
@@ -592,7 +592,7 @@ class Worker:
         self._emit_fields(event, level, fields)
 
     def _emit_fields(self, event: str, level: str, fields: dict[str, Any]) -> None:
-        getattr(self.log, level)(event, **fields)
+        log_fields(self.log, level, event, fields)
         if self.on_event is not None:
             self.on_event(event, fields)
 

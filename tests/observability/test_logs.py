@@ -23,6 +23,7 @@ from syncbridge.logs import (
     configure_logging,
     get_logger,
     lines_written_together,
+    log_fields,
 )
 from syncbridge.metrics import Metrics, WorkerMetrics
 from syncbridge.models import EnqueueRequest
@@ -326,3 +327,98 @@ def test_a_stream_in_another_encoding_is_written_as_text(
     assert not isinstance(structlog.get_config()["logger_factory"], structlog.BytesLoggerFactory)
     record = json.loads(path.read_text(encoding="latin-1"))
     assert record["event"] == "café" and record["entity_id"] == "ünï"
+
+
+class FrozenDatetime(datetime):
+    @classmethod
+    def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+        return datetime(2026, 12, 5, 1, 2, 3, 456789, tzinfo=UTC)
+
+
+WORKER_LINE_FIELDS: list[dict[str, Any]] = [
+    {
+        "job_id": 12,
+        "job_type": "noop",
+        "entity_id": "e-1",
+        "attempt": 2,
+        "correlation_id": "c-12",
+        "outcome": "succeeded",
+        "duration_ms": 0.125,
+        "error_class": None,
+        "error_message": None,
+    },
+    {"entity_id": "\ud800 lone surrogate", "job_id": 2**70, "detail": Opaque()},
+    {"entity_id": 'tab\t quote" nul\x00 rtl \u202e', "nested": {"a": [1.5, None, True]}},
+    {"worker_id": "a field named like the bound context", "job_id": 3},
+    {"job_id": 4, "exc_info": ValueError("with a traceback's place")},
+]
+
+
+def lines_both_ways(level: str, fields: dict[str, Any], read: Any) -> tuple[Any, Any]:
+    """What ``log.<level>(**fields)`` writes and what ``log_fields`` writes, each alone, with
+    the job's context bound as a handler's thread has it."""
+    log = get_logger(worker_id="w1")
+    written = []
+    for write in (
+        lambda: getattr(log, level)("attempt_finished", **fields),
+        lambda: log_fields(log, level, "attempt_finished", dict(fields)),
+    ):
+        with structlog.contextvars.bound_contextvars(job_id=99, correlation_id="bound"):
+            write()
+        written.append(read())
+    return written[0], written[1]
+
+
+@pytest.mark.parametrize("fields", WORKER_LINE_FIELDS, ids=lambda f: ",".join(f)[:30])
+@pytest.mark.parametrize("level", ["info", "warning", "debug"])
+def test_log_fields_writes_the_bytes_structlog_writes_on_the_worker_path(
+    restore_structlog: None, monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], level: str
+) -> None:
+    """The worker's per-attempt line skips structlog's dispatch (``log_fields``): on the JSON
+    chain to a binary stream the line must be the one structlog writes, byte for byte (same
+    keys, order, fallbacks for hostile values, context precedence), and a level the logger
+    filters out writes nothing either way."""
+    monkeypatch.setattr("syncbridge.logs.datetime", FrozenDatetime)
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8")
+    configure_logging("json", "info", stream)
+
+    def read() -> bytes:
+        value = raw.getvalue()
+        raw.seek(0)
+        raw.truncate()
+        return value
+
+    through_structlog, direct = lines_both_ways(level, fields, read)
+    assert direct == through_structlog
+    assert (direct == b"") == (level == "debug")
+
+
+def test_log_fields_skips_structlog_dispatch_only_on_the_chain_it_knows(
+    restore_structlog: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the JSON chain to bytes the line is rendered without structlog's per-call processing;
+    on a text stream, or once the chain is changed in place (``capture_logs``), it goes through
+    structlog and lands where structlog sends it."""
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8")  # kept: collected, it closes ``raw``
+    configure_logging("json", "info", stream)
+    log = get_logger(worker_id="w1")
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("went through structlog's dispatch")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(type(log), "_process_event", refuse)
+        log_fields(log, "info", "direct", {"job_id": 1})
+    assert json.loads(raw.getvalue())["event"] == "direct"
+
+    with structlog.testing.capture_logs() as captured:
+        log_fields(log, "info", "captured", {"job_id": 2})
+    assert captured == [{"event": "captured", "job_id": 2, "log_level": "info", "worker_id": "w1"}]
+
+    text = io.StringIO()
+    configure_logging("json", "info", text)
+    monkeypatch.setattr("syncbridge.logs.datetime", FrozenDatetime)
+    through_structlog, direct = lines_both_ways("info", WORKER_LINE_FIELDS[0], text.getvalue)
+    assert direct == through_structlog + through_structlog  # the StringIO keeps both lines

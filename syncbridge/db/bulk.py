@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,12 +41,12 @@ class BulkStore(OperatorStore):
         parameters, refuses the whole batch before anything is stored
         (:class:`InvalidBatchRequest`). Only a key taken by a concurrent enqueue after that
         check, or a lost database, can stop a batch midway, after some chunks committed."""
-        self._refuse_conflicting_keys(requests)
+        digests = self._refuse_conflicting_keys(requests)
         results: list[EnqueueResult | None] = [None] * len(requests)
         for start in range(0, len(requests), ENQUEUE_CHUNK):
             chunk = requests[start : start + ENQUEUE_CHUNK]
             independent = _independent(chunk)
-            inserted = self._insert_many([chunk[i] for i in independent])
+            inserted = self._insert_many([chunk[i] for i in independent], digests)
             for position, job in zip(independent, inserted, strict=True):
                 if job is not None:
                     results[start + position] = EnqueueResult(job=job, deduplicated=False)
@@ -55,8 +55,9 @@ class BulkStore(OperatorStore):
                     results[position] = self.enqueue(request)
         return [result for result in results if result is not None]
 
-    def _refuse_conflicting_keys(self, requests: Sequence[EnqueueRequest]) -> None:
-        """What ``enqueue`` would refuse for a key, checked for the whole batch at once."""
+    def _refuse_conflicting_keys(self, requests: Sequence[EnqueueRequest]) -> dict[str, str]:
+        """What ``enqueue`` would refuse for a key, checked for the whole batch at once.
+        Returns each key's parameter hash (one per key, as checked), which the rows reuse."""
         keyed: dict[str, tuple[int, str]] = {}
         for index, request in enumerate(requests):
             key = request.idempotency_key
@@ -70,7 +71,7 @@ class BulkStore(OperatorStore):
                     "parameters",
                 )
         if not keyed:
-            return
+            return {}
         for job_id, key, digest in self._key_records(list(keyed)):
             index, wanted = keyed[key]
             if digest != wanted:
@@ -79,6 +80,7 @@ class BulkStore(OperatorStore):
                     f"idempotency key {key!r} already belongs to job {job_id} with "
                     "different parameters",
                 )
+        return {key: digest for key, (_, digest) in keyed.items()}
 
     def _key_records(self, keys: list[str]) -> Iterator[tuple[int, str, str]]:
         """(job id, key, params hash) of those of ``keys`` given before. PostgreSQL: one
@@ -98,20 +100,23 @@ class BulkStore(OperatorStore):
                 for row in conn.execute(owners):
                     yield row.job_id, row.key, row.params_hash
 
-    def _insert_many(self, requests: list[EnqueueRequest]) -> list[Job | None]:
+    def _insert_many(
+        self, requests: list[EnqueueRequest], digests: Mapping[str, str]
+    ) -> list[Job | None]:
         """The new job of each request, None where it met an active job or a used key. No two
-        requests may share an entity or a key (``enqueue_many`` sees to it)."""
+        requests may share an entity or a key (``enqueue_many`` sees to it). ``digests``: the
+        parameter hash of each key, computed by the key check."""
         if not requests:
             return []
         if self.dialect == "postgresql":
             try:
-                return list(self._copy_jobs(requests))
+                return list(self._copy_jobs(requests, digests))
             except IntegrityError as exc:
                 if not isinstance(exc.orig, psycopg.errors.UniqueViolation):
                     raise
             return _unkeyed_only(requests, self._insert_staged)
         try:
-            return list(self._insert_jobs_on_sqlite(requests))
+            return list(self._insert_jobs_on_sqlite(requests, digests))
         except IntegrityError as exc:
             if not isinstance(exc.orig, sqlite3.IntegrityError):
                 raise
@@ -140,7 +145,7 @@ class BulkStore(OperatorStore):
             )
         return jobs_
 
-    def _copy_jobs(self, requests: list[EnqueueRequest]) -> list[Job]:
+    def _copy_jobs(self, requests: list[EnqueueRequest], digests: Mapping[str, str]) -> list[Job]:
         """PostgreSQL, optimistic: every row in one ``COPY`` into ``jobs`` (the fastest way
         in), with ids drawn from the table's sequence first. ``COPY`` has no ``ON CONFLICT``:
         the first row that meets an active job of its entity or a used key fails it (the same
@@ -167,7 +172,7 @@ class BulkStore(OperatorStore):
                 stamp = now.isoformat()
                 new_jobs = []
                 with cursor.copy(driver_sql.COPY_JOBS) as copy:
-                    for row, job in self._new_rows(requests, ids, now, stamp, _iso):
+                    for row, job in self._new_rows(requests, digests, ids, now, stamp, _iso):
                         copy.write_row(row)
                         new_jobs.append(job)
                 keys = _key_rows(new_jobs, stamp)
@@ -177,7 +182,9 @@ class BulkStore(OperatorStore):
                             copy.write_row(key_row)
         return new_jobs
 
-    def _insert_jobs_on_sqlite(self, requests: list[EnqueueRequest]) -> list[Job]:
+    def _insert_jobs_on_sqlite(
+        self, requests: list[EnqueueRequest], digests: Mapping[str, str]
+    ) -> list[Job]:
         """SQLite, optimistic, as :meth:`_copy_jobs` on PostgreSQL: every row through one
         ``executemany`` of a plain insert inside the write transaction, ids from the largest
         one plus one. A row that meets an active job or a used key raises ``IntegrityError``
@@ -190,7 +197,7 @@ class BulkStore(OperatorStore):
             cursor = sqlite_driver_of(conn).cursor()
             (last_id,) = cursor.execute(sqlite_sql.LAST_JOB_ID).fetchone()
             ids = range(last_id + 1, last_id + 1 + len(requests))
-            made = list(self._new_rows(requests, ids, now, stamp, sqlite_sql.stamp))
+            made = list(self._new_rows(requests, digests, ids, now, stamp, sqlite_sql.stamp))
             cursor.executemany(sqlite_sql.INSERT_JOB, [row for row, _ in made])
             cursor.executemany(sqlite_sql.INSERT_KEY, _key_rows([job for _, job in made], stamp))
         return [job for _, job in made]
@@ -198,6 +205,7 @@ class BulkStore(OperatorStore):
     def _new_rows(
         self,
         requests: list[EnqueueRequest],
+        digests: Mapping[str, str],
         ids: Sequence[int],
         now: datetime,
         stamp: str,
@@ -205,11 +213,16 @@ class BulkStore(OperatorStore):
     ) -> Iterator[tuple[tuple[Any, ...], Job]]:
         """Per request, the values of a new pending job's row in the order of
         ``driver_sql.COPY_JOBS`` and ``sqlite_sql.INSERT_JOB`` (times as ``formatted`` writes
-        them; ``stamp`` is ``now`` so written), and the job it makes."""
+        them; ``stamp`` is ``now`` so written), and the job it makes. A keyed request's
+        parameter hash comes from ``digests`` (the key check computed it; a key names one
+        hash within a batch), the others' is computed here."""
         for job_id, request, random_id in zip(
             ids, requests, _random_ids(len(requests)), strict=True
         ):
-            digest = params_hash(request.job_type, request.entity_id, request.payload)
+            key = request.idempotency_key
+            digest = digests.get(key) if key is not None else None
+            if digest is None:
+                digest = params_hash(request.job_type, request.entity_id, request.payload)
             correlation_id = request.correlation_id or random_id
             run_at, run_at_text = now, stamp
             if request.run_at is not None:

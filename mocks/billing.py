@@ -1,4 +1,8 @@
-"""Mock Billing: customers upserted by PUT, invoices created once per key and per external_id."""
+"""Mock Billing: customers upserted by PUT, invoices created once per key and per external_id.
+
+Each customer keeps the list of writes applied to it, with their idempotency keys
+(``GET /customers/{id}/writes``), as a real billing system keeps an audit log or an events
+feed: it is how a caller that lost an upsert's answer finds out whether it was applied."""
 
 from __future__ import annotations
 
@@ -88,6 +92,7 @@ class BillingState(ServerState):
         self.keys = IdempotencyStore(idempotency_ttl_seconds, clock)
         self._lock = threading.Lock()
         self._customers: dict[str, dict[str, Any]] = {}
+        self._customer_writes: dict[str, list[dict[str, Any]]] = {}
         self._invoices: dict[str, dict[str, Any]] = {}
         self._by_external_id: dict[str, str] = {}
         self._effects: Counter[str] = Counter()
@@ -100,6 +105,12 @@ class BillingState(ServerState):
         with self._lock:
             record = self._customers.get(customer_id)
             return dict(record) if record else None
+
+    def customer_writes(self, customer_id: str) -> list[dict[str, Any]] | None:
+        """The writes applied to a customer, oldest first; None when there is no customer."""
+        with self._lock:
+            writes = self._customer_writes.get(customer_id)
+            return [dict(write) for write in writes] if writes is not None else None
 
     def invoice(self, invoice_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -122,6 +133,11 @@ class BillingState(ServerState):
             record = {"id": customer_id, **body.model_dump()}
             record["version"] = body.version or (current["version"] if current else 1)
             self._customers[customer_id] = record
+            write = {
+                "idempotency_key": None if key == NO_KEY else key,
+                "version": record["version"],
+            }
+            self._customer_writes.setdefault(customer_id, []).append(write)
             self._effects[key] += 1
             return Outcome(200 if current else 201, dict(record), applied=True)
 
@@ -156,6 +172,7 @@ class BillingState(ServerState):
         self.keys.clear()
         with self._lock:
             self._customers.clear()
+            self._customer_writes.clear()
             self._invoices.clear()
             self._by_external_id.clear()
             self._effects.clear()
@@ -251,6 +268,14 @@ def create_billing_app(state: BillingState | None = None) -> FastAPI:
             return answer
         record = state.customer(customer_id)
         return JSONResponse(record) if record else not_found("customer")
+
+    @app.get("/customers/{customer_id}/writes")
+    async def get_customer_writes(request: Request, customer_id: str) -> JSONResponse:
+        route = "GET /customers/{id}/writes"
+        if (answer := await read(request, route, customer_id)) is not None:
+            return answer
+        writes = state.customer_writes(customer_id)
+        return JSONResponse({"items": writes}) if writes is not None else not_found("customer")
 
     @app.post("/invoices")
     async def post_invoice(request: Request) -> JSONResponse:

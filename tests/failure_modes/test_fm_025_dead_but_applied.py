@@ -232,3 +232,98 @@ def test_prevented_reconcile_credits_the_lineage_whose_key_made_it(store: Store)
     [row] = store.ledger_rows()
     assert (row["job_id"], row["lineage_id"]) == (second.id, second.id)
     assert violations(store) == {}
+
+
+# The same break for customer jobs (session 9's drill; fixed in session 10): the customer type
+# had no ``reconcile``, so a customer job whose upsert Billing applied while its answer was lost
+# on the last attempt stayed dead with no record, and a blind re-run (a new lineage, so a new
+# key) applied the upsert again. Billing now lists each customer's writes with their keys.
+LOST_CUSTOMER = "c_1503"
+NEVER_SENT = "c_1504"
+
+
+def customer_dead_by_a_lost_answer(store: Store, mocks: Mocks) -> Job:
+    mocks.set_faults("billing", entities={LOST_CUSTOMER: "lost_response"})
+    job = store.enqueue(request(LOST_CUSTOMER, job_type="customer", max_retries=0)).job
+    run(store, mocks)
+    mocks.set_faults("billing", entities={LOST_CUSTOMER: "ok"})
+    dead = store.get_job(job.id)
+    assert dead.state is JobState.DEAD and dead.effect_status is None
+    [attempt] = store.attempts_of(job.id)
+    assert (attempt.outcome, attempt.error_class) == ("error", "UpstreamUnavailable")
+    assert mocks.effects()[upsert_key(job.id, LOST_CUSTOMER)] == 1  # Billing applied it
+    assert store.ledger_rows(lineage_id=job.id) == []
+    return dead
+
+
+def test_repro_a_customer_upsert_whose_answer_was_lost_stays_unrecorded(
+    live_store: Store, mocks: Mocks
+) -> None:
+    dead = customer_dead_by_a_lost_answer(live_store, mocks)
+    # Unsafe variant: the customer type without a reconcile (before session 10).
+    registry = real_registry()
+    registry.job_types["customer"] = replace(registry.get("customer"), reconcile=None)
+    upstreams = build_upstreams(settings_for(mocks))
+    try:
+        assert reconcile(live_store, registry, upstreams) == []
+    finally:
+        close_upstreams(upstreams)
+    assert live_store.get_job(dead.id).effect_status is None
+    assert live_store.ledger_rows(lineage_id=dead.id) == []  # applied, and no record of it
+    # Nothing says it happened, so an operator re-runs it as a new job: applied a second time.
+    again = live_store.enqueue(request(LOST_CUSTOMER, job_type="customer")).job
+    run(live_store, mocks)
+    effects = mocks.effects()
+    assert effects[upsert_key(dead.id, LOST_CUSTOMER)] == 1
+    assert effects[upsert_key(again.id, LOST_CUSTOMER)] == 1
+
+
+def test_prevented_a_lost_customer_upsert_is_reconciled_and_a_replay_applies_nothing(
+    live_store: Store, mocks: Mocks, database_url: str
+) -> None:
+    dead = customer_dead_by_a_lost_answer(live_store, mocks)
+    attempts = live_store.attempts_of(dead.id)
+    done = run_cli(database_url, "reconcile", "--json", **mocks.env())
+    assert done.returncode == 0, done.stderr
+    [item] = json.loads(done.stdout)["items"]
+    assert (item["job_id"], item["effect_status"]) == (dead.id, "applied")
+    assert item["upstream_ref"] == LOST_CUSTOMER
+    reconciled = live_store.get_job(dead.id)
+    assert replace(reconciled, effect_status=None) == dead  # the state and history stand
+    assert live_store.attempts_of(dead.id) == attempts
+    [row] = live_store.ledger_rows(lineage_id=dead.id)
+    assert (row["job_id"], row["effect_key"]) == (dead.id, upsert_key(dead.id, LOST_CUSTOMER))
+    assert violations(live_store) == {}
+
+    effects = mocks.effects()
+    replay = live_store.replay(dead.id)
+    run(live_store, mocks)
+    assert live_store.get_job(replay.id).state is JobState.SUCCEEDED
+    assert mocks.effects() == effects  # same lineage, same key: answered, nothing applied
+    assert len(live_store.ledger_rows(lineage_id=dead.id)) == 1
+    assert violations(live_store) == {}
+
+
+def test_prevented_a_customer_job_whose_upsert_never_reached_billing_is_not_applied(
+    live_store: Store, mocks: Mocks
+) -> None:
+    """Not applied, whether Billing has no such customer or holds only other lineages' writes
+    (an earlier job's): reconcile credits a write only to the lineage whose key made it."""
+    mocks.set_faults("crm", entities={LOST_CUSTOMER: "down"})
+    absent = live_store.enqueue(request(LOST_CUSTOMER, job_type="customer", max_retries=0)).job
+    written = live_store.enqueue(request(NEVER_SENT, job_type="customer")).job
+    run(live_store, mocks)
+    assert live_store.get_job(written.id).state is JobState.SUCCEEDED
+    mocks.set_faults("crm", entities={NEVER_SENT: "down"})
+    other = live_store.enqueue(request(NEVER_SENT, job_type="customer", max_retries=0)).job
+    run(live_store, mocks)
+    mocks.set_faults("crm", entities={LOST_CUSTOMER: "ok", NEVER_SENT: "ok"})
+    assert (
+        live_store.get_job(absent.id).state is live_store.get_job(other.id).state is JobState.DEAD
+    )
+    assert mocks.billing_customer(NEVER_SENT)["id"] == NEVER_SENT  # written, by the first job
+
+    results = {r.job_id: r.effect_status for r in _reconcile(live_store, mocks)}
+    assert results == {absent.id: "not_applied", other.id: "not_applied"}
+    assert [row["job_id"] for row in live_store.ledger_rows()] == [written.id]
+    assert violations(live_store) == {}

@@ -31,6 +31,31 @@ def test_put_customer_creates_then_updates(billing: InProcess) -> None:
     assert billing.get("/customers/c_1006").status_code == 404
 
 
+def test_customer_writes_list_each_applied_upsert_with_its_key(billing: InProcess) -> None:
+    """What a caller that lost an upsert's answer reads to learn whether it was applied: every
+    applied write, oldest first, with its key (none for a write sent without one); a replayed
+    key and a refused stale write add nothing."""
+    body = {"name": "Ada", "email": "ada@example.com"}
+    assert billing.get("/customers/c_1005/writes").status_code == 404  # no customer yet
+    billing.put("/customers/c_1005", json={**body, "version": 2}, headers={"Idempotency-Key": "k1"})
+    billing.put("/customers/c_1005", json={**body, "version": 2}, headers={"Idempotency-Key": "k1"})
+    stale = billing.put(
+        "/customers/c_1005", json={**body, "version": 1}, headers={"Idempotency-Key": "k2"}
+    )
+    assert stale.status_code == 409
+    billing.put("/customers/c_1005", json={**body, "name": "Ada L.", "version": 3})
+    writes = billing.get("/customers/c_1005/writes")
+    assert writes.status_code == 200
+    assert writes.json() == {
+        "items": [
+            {"idempotency_key": "k1", "version": 2},
+            {"idempotency_key": None, "version": 3},
+        ]
+    }
+    billing.post("/_reset")
+    assert billing.get("/customers/c_1005/writes").status_code == 404
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -213,6 +238,7 @@ def test_lost_response_rate_loses_answers_but_not_effects(
 @pytest.mark.parametrize("record_id", HOSTILE_IDS)
 def test_hostile_ids_get_a_clean_404(billing: InProcess, record_id: str) -> None:
     assert billing.get(f"/customers/{quoted(record_id)}").status_code == 404
+    assert billing.get(f"/customers/{quoted(record_id)}/writes").status_code == 404
     assert billing.get(f"/invoices/{quoted(record_id)}").status_code == 404
     lookup = billing.get("/invoices", params={"external_id": record_id})
     assert lookup.json() == {"items": []}

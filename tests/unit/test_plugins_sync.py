@@ -19,7 +19,7 @@ import pytest
 import respx
 import structlog
 from structlog.testing import capture_logs
-from syncbridge_customer import sync_customer
+from syncbridge_customer import reconcile_customer, sync_customer
 from syncbridge_invoice import reconcile_invoice, sync_invoice
 
 from syncbridge.config import Settings
@@ -30,7 +30,7 @@ from syncbridge.errors import (
     UpstreamUnavailable,
     ValidationError,
 )
-from syncbridge.jobtypes import AppliedEffect, JobContext, Success
+from syncbridge.jobtypes import AppliedEffect, JobContext, Success, effect_key
 from syncbridge.plugins import load_registry
 from syncbridge.upstream import UpstreamClient, build_upstreams, close_upstreams
 
@@ -120,6 +120,7 @@ def test_both_plugins_are_found_through_the_entry_point_group_like_any_third_par
     assert registry.get("customer").handler is sync_customer
     assert registry.get("invoice").handler is sync_invoice
     assert registry.get("invoice").reconcile is reconcile_invoice
+    assert registry.get("customer").reconcile is reconcile_customer
 
 
 # --- customer ----------------------------------------------------------------------------------
@@ -438,3 +439,49 @@ def test_reconcile_finds_an_invoice_created_by_a_lost_attempt(
     assert lookup.calls.last.request.url.params["external_id"] == "i_2001"
     lookup.respond(200, json={"items": []})
     assert reconcile_invoice(ctx) is None
+
+
+def test_reconcile_customer_credits_only_this_lineages_last_write(
+    router: respx.Router, upstreams: dict[str, UpstreamClient]
+) -> None:
+    """Billing's list of the customer's writes: this lineage's keys count (the last one, if the
+    CRM record changed between attempts); another lineage's, or a write without a key, do not."""
+    mine_first, mine_last = effect_key(3, "upsert_customer", {"v": 1}), effect_key(3, "u", {"v": 2})
+    others = effect_key(33, "upsert_customer", {"v": 1})
+    router.get(f"{BILLING}/customers/c_1001").respond(200, json={"id": "c_1001"})
+    writes = router.get(f"{BILLING}/customers/c_1001/writes")
+    ctx = context(upstreams, "c_1001", job_type="customer", lineage_id=3)
+    items = [
+        {"idempotency_key": mine_first, "version": 1},
+        {"idempotency_key": others, "version": 2},
+        {"idempotency_key": None, "version": 3},
+        {"idempotency_key": mine_last, "version": 4},
+        "not a write",
+    ]
+    writes.respond(200, json={"items": items})
+    assert reconcile_customer(ctx) == AppliedEffect(mine_last, "billing", "c_1001")
+    writes.respond(200, json={"items": [{"idempotency_key": others}, {"version": 1}]})
+    assert reconcile_customer(ctx) is None
+
+
+def test_reconcile_customer_says_not_applied_only_when_billing_has_no_such_customer(
+    router: respx.Router, upstreams: dict[str, UpstreamClient]
+) -> None:
+    """No customer: nothing was applied (customers are never deleted). A customer whose writes
+    cannot be read (a 404 from a Billing without the list, a body without an item list, a 503)
+    is no answer: the reconciler raises and reconcile asks again later."""
+    hostile = "c_1001/../x?y#z"
+    customer = router.get(f"{BILLING}/customers/c_1001%2F..%2Fx%3Fy%23z")
+    customer.respond(404, json={"detail": "customer not found"})
+    ctx = context(upstreams, hostile, job_type="customer", lineage_id=3)
+    assert reconcile_customer(ctx) is None
+    customer.respond(200, json={"id": hostile})
+    writes = router.get(f"{BILLING}/customers/c_1001%2F..%2Fx%3Fy%23z/writes")
+    for answer, error in [
+        (httpx.Response(404, json={"detail": "Not Found"}), NotFound),
+        (httpx.Response(200, json={"writes": []}), UpstreamUnavailable),
+        (httpx.Response(503, json={"detail": "down"}), UpstreamUnavailable),
+    ]:
+        writes.mock(return_value=answer)
+        with pytest.raises(error):
+            reconcile_customer(ctx)

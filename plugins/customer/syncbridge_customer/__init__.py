@@ -4,6 +4,10 @@ The entity id is a CRM customer id. The handler reads ``GET {crm}/customers/{id}
 the record, and upserts it with ``PUT {billing}/customers/{id}`` carrying an ``Idempotency-Key``
 that is the same for every attempt, recovery and replay of the job's lineage sending that body.
 It never touches syncbridge's database: it returns the applied effect, and the engine records it.
+
+``reconcile_customer`` answers for a job whose last attempt ended without a known outcome (the
+upsert's answer lost, a timeout, a cancel during the call): Billing lists the writes applied to
+each customer with their keys, and a key of this job's lineage means its upsert was applied.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from syncbridge import AppliedEffect, JobContext, JobType, Success, ValidationError
-from syncbridge.errors import UpstreamUnavailable
+from syncbridge.errors import NotFound, UpstreamUnavailable
 from syncbridge.hookspecs import hookimpl
+from syncbridge.jobtypes import effect_key_lineage
 from syncbridge.upstream import segment
 
 # One "@", nothing blank, and a dot inside the domain (not first, not last).
@@ -84,6 +89,36 @@ def put_customer(ctx: JobContext, customer_id: str, body: dict[str, Any], key: s
     return False
 
 
+def reconcile_customer(ctx: JobContext) -> AppliedEffect | None:
+    """Did this lineage's upsert reach Billing? None if Billing has no such customer (nothing
+    was ever applied to it) or none of its writes carries a key of this job's lineage; else the
+    effect of the last write that does (the CRM record may have changed between attempts, and
+    each body has its own key). Raises when Billing cannot tell now: reconcile asks again."""
+    billing = ctx.upstream("billing")
+    path = f"/customers/{segment(ctx.entity_id)}"
+    try:
+        billing.get_json(path)
+    except NotFound:
+        return None  # customers are never deleted: no customer, no upsert applied
+    # The customer exists, so a 404 here is not an answer (an older Billing without the list).
+    answer = billing.get_json(f"{path}/writes")
+    writes = answer.get("items")
+    if not isinstance(writes, list):
+        raise UpstreamUnavailable(
+            f"billing GET {path}/writes -> no item list in {str(answer)[:80]}"
+        )
+    ours = [
+        key
+        for write in writes
+        if isinstance(write, dict)
+        and isinstance(key := write.get("idempotency_key"), str)
+        and effect_key_lineage(key) == ctx.lineage_id
+    ]
+    if not ours:
+        return None
+    return AppliedEffect(effect_key=ours[-1], upstream="billing", upstream_ref=ctx.entity_id)
+
+
 @hookimpl
 def register_job_types(register: Callable[[JobType], None]) -> None:
     register(
@@ -92,5 +127,6 @@ def register_job_types(register: Callable[[JobType], None]) -> None:
             handler=sync_customer,
             description="sync a CRM customer into Billing (upsert)",
             timeout_seconds=60,
+            reconcile=reconcile_customer,
         )
     )

@@ -179,11 +179,12 @@ def log_fields(log: Any, level: str, event: str, fields: dict[str, Any]) -> None
     structlog's dispatch, the keywords spread and gathered again, and five processor calls.
     Any other chain (the console's, a test's capture, one changed in place) goes through
     structlog as before."""
+    if not log.is_enabled_for(LEVELS[level]):
+        return  # as the filtering logger's method for that level does (the per-job debug lines)
     logger = log._logger
     if (
         log._processors != _json_chain
         or type(logger) is not LineLogger
-        or not log.is_enabled_for(LEVELS[level])
         or "exc_info" in fields  # format_exc_info's work
     ):
         getattr(log, level)(event, **fields)

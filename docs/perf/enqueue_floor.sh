@@ -13,16 +13,20 @@
 #   docs/perf/enqueue_floor.sh [INSERTS] [ROUNDS]      (defaults: 3,000 and 3)
 #
 # Makes a database of its own on BENCH_POSTGRES_URL's server (dropped at the end). Needs
-# pgbench (PostgreSQL's client package).
+# pgbench (PostgreSQL's client package). PGBENCH_SECONDS (default 5) sets each pgbench run's
+# length (CI's smoke run uses 1).
 set -euo pipefail
 export PGOPTIONS="-c client_min_messages=warning"
 cd "$(dirname "$0")/../.."
 INSERTS=${1:-3000}
 ROUNDS=${2:-3}
 SERVER=${BENCH_POSTGRES_URL:-postgresql+psycopg://postgres@127.0.0.1:5432/test}
-DB=syncbridge_enqueue_floor
+DB=syncbridge_enqueue_floor_$$
+PGBENCH_SECONDS=${PGBENCH_SECONDS:-5}
 URL=${SERVER%/*}/$DB
-PSQL=(psql -q -X -h 127.0.0.1 -U postgres)
+HOST=$(.venv/bin/python -c "from sqlalchemy.engine import make_url; import sys; u = make_url(sys.argv[1]); print(u.host or '127.0.0.1', u.port or 5432, u.username or 'postgres')" "$SERVER")
+read -r PGHOST_ PGPORT_ PGUSER_ <<< "$HOST"
+PSQL=(psql -q -X -h "$PGHOST_" -p "$PGPORT_" -U "$PGUSER_")
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"; "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" >/dev/null' EXIT
 
@@ -50,8 +54,9 @@ assert plain != notify
 open(f"{sys.argv[1]}/plain.sql", "w").write(plain)
 EOF
 
-pgbench_rate() {  # pgbench_rate CLIENTS SCRIPT: transactions a second over 5 s
-  pgbench -n -h 127.0.0.1 -U postgres -M prepared -c "$1" -j "$1" -T 5 -f "$2" "$DB" 2>/dev/null \
+pgbench_rate() {  # pgbench_rate CLIENTS SCRIPT: transactions a second
+  pgbench -n -h "$PGHOST_" -p "$PGPORT_" -U "$PGUSER_" -M prepared -c "$1" -j "$1" \
+    -T "$PGBENCH_SECONDS" -f "$2" "$DB" 2>/dev/null \
     | awk '/^tps/ {printf "%.0f", $3}'
 }
 

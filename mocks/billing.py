@@ -1,15 +1,18 @@
 """Mock Billing: customers upserted by PUT, invoices created once per key and per external_id.
 
-Each customer keeps the list of writes applied to it, with their idempotency keys
-(``GET /customers/{id}/writes``), as a real billing system keeps an audit log or an events
-feed: it is how a caller that lost an upsert's answer finds out whether it was applied."""
+Each customer keeps the list of writes applied to it, with the idempotency key and the
+``X-Correlation-ID`` of the request that made each, and the writes it is processing right now
+(``GET /customer_writes?customer_id=``), as a real billing system keeps an audit log and a list
+of pending operations: it is how a caller that lost an upsert's answer finds out whether that
+request was applied, or may still be."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,6 +96,7 @@ class BillingState(ServerState):
         self._lock = threading.Lock()
         self._customers: dict[str, dict[str, Any]] = {}
         self._customer_writes: dict[str, list[dict[str, Any]]] = {}
+        self._customer_requests: dict[str, list[dict[str, Any]]] = {}  # being processed now
         self._invoices: dict[str, dict[str, Any]] = {}
         self._by_external_id: dict[str, str] = {}
         self._effects: Counter[str] = Counter()
@@ -106,11 +110,32 @@ class BillingState(ServerState):
             record = self._customers.get(customer_id)
             return dict(record) if record else None
 
-    def customer_writes(self, customer_id: str) -> list[dict[str, Any]] | None:
-        """The writes applied to a customer, oldest first; None when there is no customer."""
+    def customer_writes(self, customer_id: str) -> list[dict[str, Any]]:
+        """The writes applied to a customer, oldest first (none for an unknown customer)."""
         with self._lock:
-            writes = self._customer_writes.get(customer_id)
-            return [dict(write) for write in writes] if writes is not None else None
+            return [dict(write) for write in self._customer_writes.get(customer_id, [])]
+
+    def customer_requests(self, customer_id: str) -> list[dict[str, Any]]:
+        """The writes to a customer that Billing is processing now (received, not answered)."""
+        with self._lock:
+            return [dict(request) for request in self._customer_requests.get(customer_id, [])]
+
+    @contextmanager
+    def processing(
+        self, customer_id: str, key: str | None, correlation_id: str | None
+    ) -> Iterator[None]:
+        """A customer write listed as being processed while the block runs."""
+        request = {"idempotency_key": key, "correlation_id": correlation_id}
+        with self._lock:
+            self._customer_requests.setdefault(customer_id, []).append(request)
+        try:
+            yield
+        finally:
+            with self._lock:
+                pending = self._customer_requests[customer_id]
+                pending.remove(request)
+                if not pending:
+                    del self._customer_requests[customer_id]
 
     def invoice(self, invoice_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -124,7 +149,9 @@ class BillingState(ServerState):
             found = self._by_external_id.get(external_id)
             return [dict(self._invoices[found])] if found else []
 
-    def upsert_customer(self, customer_id: str, body: CustomerIn, key: str) -> Outcome:
+    def upsert_customer(
+        self, customer_id: str, body: CustomerIn, key: str, correlation_id: str | None = None
+    ) -> Outcome:
         with self._lock:
             current = self._customers.get(customer_id)
             if current and body.version is not None and body.version < current["version"]:
@@ -135,6 +162,7 @@ class BillingState(ServerState):
             self._customers[customer_id] = record
             write = {
                 "idempotency_key": None if key == NO_KEY else key,
+                "correlation_id": correlation_id,
                 "version": record["version"],
             }
             self._customer_writes.setdefault(customer_id, []).append(write)
@@ -173,6 +201,7 @@ class BillingState(ServerState):
         with self._lock:
             self._customers.clear()
             self._customer_writes.clear()
+            self._customer_requests.clear()
             self._invoices.clear()
             self._by_external_id.clear()
             self._effects.clear()
@@ -253,14 +282,16 @@ def create_billing_app(state: BillingState | None = None) -> FastAPI:
         key = _idempotency_key(request, required=False)
         raw = await read_json(request)
         body = validate(CustomerIn, raw)
-        return await write(
-            request,
-            "PUT /customers/{id}",
-            customer_id,
-            key,
-            raw,
-            lambda k: state.upsert_customer(customer_id, body, k),
-        )
+        correlation_id = request.headers.get("X-Correlation-ID")
+        with state.processing(customer_id, key, correlation_id):
+            return await write(
+                request,
+                "PUT /customers/{id}",
+                customer_id,
+                key,
+                raw,
+                lambda k: state.upsert_customer(customer_id, body, k, correlation_id),
+            )
 
     @app.get("/customers/{customer_id}")
     async def get_customer(request: Request, customer_id: str) -> JSONResponse:
@@ -269,13 +300,18 @@ def create_billing_app(state: BillingState | None = None) -> FastAPI:
         record = state.customer(customer_id)
         return JSONResponse(record) if record else not_found("customer")
 
-    @app.get("/customers/{customer_id}/writes")
-    async def get_customer_writes(request: Request, customer_id: str) -> JSONResponse:
-        route = "GET /customers/{id}/writes"
-        if (answer := await read(request, route, customer_id)) is not None:
+    @app.get("/customer_writes")
+    async def list_customer_writes(request: Request, customer_id: str) -> JSONResponse:
+        # A query, not a path: any id works, and an unknown customer has no writes (an empty
+        # list is an answer; a 404 would be ambiguous with a missing route or a fault).
+        if (answer := await read(request, "GET /customer_writes", customer_id)) is not None:
             return answer
-        writes = state.customer_writes(customer_id)
-        return JSONResponse({"items": writes}) if writes is not None else not_found("customer")
+        return JSONResponse(
+            {
+                "items": state.customer_writes(customer_id),
+                "in_progress": state.customer_requests(customer_id),
+            }
+        )
 
     @app.post("/invoices")
     async def post_invoice(request: Request) -> JSONResponse:

@@ -91,7 +91,7 @@ def effect_key(lineage_id: int, effect_name: str, body: Any) -> str:
     return f"sb-{lineage_id}-{digest[:32]}"
 
 
-_EFFECT_KEY = re.compile(r"sb-([0-9]+)-[0-9a-f]{32}")
+_EFFECT_KEY = re.compile(r"sb-([1-9][0-9]*)-[0-9a-f]{32}")  # as effect_key writes it
 
 
 def effect_key_lineage(key: str) -> int | None:

@@ -182,17 +182,16 @@ def log_fields(log: Any, level: str, event: str, fields: dict[str, Any]) -> None
     if not log.is_enabled_for(LEVELS[level]):
         return  # as the filtering logger's method for that level does (the per-job debug lines)
     logger = log._logger
-    if (
-        log._processors != _json_chain
-        or type(logger) is not LineLogger
-        or "exc_info" in fields  # format_exc_info's work
-    ):
-        getattr(log, level)(event, **fields)
+    if log._processors != _json_chain or type(logger) is not LineLogger or "event" in fields:
+        getattr(log, level)(event, **fields)  # ("event" among the fields: structlog refuses)
         return
     line = log._context.copy()
     line.update(fields)
     line["event"] = event
     structlog.contextvars.merge_contextvars(logger, level, line)
+    if "exc_info" in line:  # bound or passed: format_exc_info's work
+        getattr(log, level)(event, **fields)
+        return
     line["level"] = level
     line["timestamp"] = datetime.now(UTC)
     logger.msg(log._processors[-1](logger, level, line))  # the chain's own renderer

@@ -33,7 +33,13 @@ class Reconciled:
     error: str | None = None
 
 
-def unreconciled(store: Store, job_types: list[str], limit: int) -> list[Job]:
+def unreconciled(
+    store: Store, job_types: list[str], limit: int, after_id: int = 0, settle_seconds: float = 0.0
+) -> list[Job]:
+    """Up to ``limit`` jobs to ask about, in id order after ``after_id``: terminal, not
+    succeeded, with an attempt of unknown outcome, no ``effect_status`` yet, finished at least
+    ``settle_seconds`` ago (an attempt given up on at its deadline may still have a request on
+    its way; the upstream client's timeout bounds it)."""
     unknown = exists().where(
         attempts.c.job_id == jobs.c.id,
         attempts.c.outcome.in_([str(o) for o in UNKNOWN_OUTCOMES]),
@@ -44,11 +50,14 @@ def unreconciled(store: Store, job_types: list[str], limit: int) -> list[Job]:
             jobs.c.state.in_([str(s) for s in TERMINAL_STATES if s is not JobState.SUCCEEDED]),
             jobs.c.effect_status.is_(None),
             jobs.c.job_type.in_(job_types),
+            jobs.c.id > after_id,
             unknown,
         )
         .order_by(jobs.c.id)
         .limit(limit)
     )
+    if settle_seconds > 0:
+        query = query.where(jobs.c.finished_at <= store.now_sql(-settle_seconds))
     with store.reading() as conn:
         return [Job.from_row(row) for row in conn.execute(query).all()]
 
@@ -59,11 +68,18 @@ def reconcile(
     upstreams: Mapping[str, Any],
     limit: int = 100,
     worker_id: str = "reconcile",
+    *,
+    after_id: int = 0,
+    settle_seconds: float = 0.0,
 ) -> list[Reconciled]:
+    """Ask about up to ``limit`` jobs after ``after_id`` (see :func:`unreconciled`); one result
+    per job asked about, in id order, ``effect_status`` None where the upstream could not tell.
+    Callers page on with the last result's ``job_id`` as ``after_id``: a job whose upstream
+    keeps failing must not hold back the ones after it."""
     with_reconciler = sorted(n for n, t in registry.job_types.items() if t.reconcile is not None)
     log = get_logger(worker_id=worker_id)
     results: list[Reconciled] = []
-    for job in unreconciled(store, with_reconciler, limit):
+    for job in unreconciled(store, with_reconciler, limit, after_id, settle_seconds):
         reconciler = registry.job_types[job.job_type].reconcile
         assert reconciler is not None
         deadline = store.clock.now() + timedelta(minutes=1)

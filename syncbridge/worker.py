@@ -44,6 +44,7 @@ from syncbridge.states import TERMINAL_STATES, AttemptOutcome, JobState
 T = TypeVar("T")
 # Job ids named in one log line about jobs left behind at shutdown (the count is always exact).
 MAX_IDS_LOGGED = 50
+RECONCILE_BATCH = 50  # jobs asked about per reconcile round
 
 
 @dataclass
@@ -126,6 +127,7 @@ class Worker:
         self._next_renew = 0.0
         self._next_rescue = 0.0
         self._next_reconcile = time.monotonic() + settings.reconcile_interval_seconds
+        self._reconcile_after = 0  # where the next round goes on (0: from the start)
         self._next_prune = time.monotonic() + settings.prune_interval_seconds
         self._background: dict[str, threading.Thread] = {}
 
@@ -443,10 +445,22 @@ class Worker:
 
         def run() -> None:
             try:
-                results = reconcile(self.store, registry, self.upstreams, 50, self.worker_id)
+                results = reconcile(
+                    self.store,
+                    registry,
+                    self.upstreams,
+                    RECONCILE_BATCH,
+                    self.worker_id,
+                    after_id=self._reconcile_after,
+                    settle_seconds=self.settings.reconcile_settle_seconds,
+                )
             except DBAPIError as exc:
                 self._emit("reconcile_failed", level="warning", error=str(exc.orig or exc)[:200])
                 return
+            # A full batch: the next round goes on after it, so that jobs whose upstream keeps
+            # failing do not take every round's batch; a short one: start again from the top.
+            full = len(results) == RECONCILE_BATCH
+            self._reconcile_after = results[-1].job_id if full else 0
             if results:
                 settled = sum(1 for r in results if r.effect_status)
                 self._emit("effects_reconciled", count=len(results), settled=settled)

@@ -18,6 +18,7 @@ FAST = {
     "rescue_interval_seconds": 0.1,
     "shutdown_grace_seconds": 2.0,
     "job_timeout_seconds": 30.0,
+    "reconcile_settle_seconds": 0.0,  # the settle time has tests of its own
 }
 
 

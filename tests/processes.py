@@ -19,6 +19,8 @@ FAST_ENV = {
     "SYNCBRIDGE_SHUTDOWN_GRACE_SECONDS": "5",
     # Drills call `syncbridge reconcile` themselves; the worker's periodic one would race them.
     "SYNCBRIDGE_RECONCILE_INTERVAL_SECONDS": "3600",
+    # Tests reconcile right after a job ends; the settle time has tests of its own.
+    "SYNCBRIDGE_RECONCILE_SETTLE_SECONDS": "0",
     "SYNCBRIDGE_LOG_FORMAT": "json",
 }
 

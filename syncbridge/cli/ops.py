@@ -63,24 +63,44 @@ def check(app: App, lease_grace: float, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option(
+    "--after",
+    type=click.IntRange(0),
+    default=0,
+    help="Go on after this job id (a previous run's next_cursor).",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def reconcile(app: App, limit: int, as_json: bool) -> None:
-    """Ask upstreams about attempts that ended without a known outcome; record what happened."""
+def reconcile(app: App, limit: int, after: int, as_json: bool) -> None:
+    """Ask upstreams about attempts that ended without a known outcome; record what happened.
+
+    Asks about jobs in id order, at most --limit of them, each finished at least
+    SYNCBRIDGE_RECONCILE_SETTLE_SECONDS ago. With a full batch, the JSON's next_cursor is the
+    --after for the next run."""
     from syncbridge.upstream import build_upstreams, close_upstreams
 
     upstreams = build_upstreams(app.settings)
     try:
-        results = run_reconcile(app.store, app.registry, upstreams, limit)
+        results = run_reconcile(
+            app.store,
+            app.registry,
+            upstreams,
+            limit,
+            after_id=after,
+            settle_seconds=app.settings.reconcile_settle_seconds,
+        )
     finally:
         close_upstreams(upstreams)
+    next_cursor = results[-1].job_id if len(results) == limit else None
     if as_json:
-        emit_json({"items": [r.__dict__ for r in results], "next_cursor": None})
+        emit_json({"items": [r.__dict__ for r in results], "next_cursor": next_cursor})
         return
     table(
         ("job", "effect status", "upstream ref", "error"),
         [(r.job_id, r.effect_status or "unknown", r.upstream_ref, r.error) for r in results],
     )
+    if next_cursor is not None:
+        click.echo(f"more may follow: syncbridge reconcile --after {next_cursor}")
 
 
 @cli.command()

@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 
+from syncbridge.clock import FakeClock
 from syncbridge.db.queries import Store
-from syncbridge.jobtypes import AppliedEffect, JobType, effect_key
+from syncbridge.errors import UpstreamUnavailable
+from syncbridge.jobtypes import AppliedEffect, JobContext, JobType, effect_key
 from syncbridge.models import Completion, ErrorSnapshot, Job
 from syncbridge.reconcile import reconcile
 from syncbridge.states import UNKNOWN_OUTCOMES, AttemptOutcome, JobState
@@ -327,3 +329,149 @@ def test_prevented_a_customer_job_whose_upsert_never_reached_billing_is_not_appl
     assert results == {absent.id: "not_applied", other.id: "not_applied"}
     assert [row["job_id"] for row in live_store.ledger_rows()] == [written.id]
     assert violations(live_store) == {}
+
+
+# Two gaps a crash drill and a review found in session 10, both in when reconcile asks.
+#
+# Too early: a job's last attempt gave up waiting (its deadline, the client's timeout) while
+# Billing went on working on the request and applied it seconds later. Reconcile, asking at
+# once, recorded ``not_applied``, which is final: the effect was never recorded. Reconcile now
+# waits ``reconcile_settle_seconds`` after a job finished (the customer reconciler also refuses
+# to answer while Billing lists a request of the job as still in progress).
+#
+# Starved: each round asks about the oldest ``limit`` jobs; jobs whose upstream cannot answer
+# (a customer that is always "down") stayed oldest and took every round. Rounds now page on.
+def _dead_unknown(store: Store, entity: str) -> Job:
+    job = store.enqueue(request(entity, job_type="late", max_retries=0)).job
+    (claimed,) = store.claim("w", ["late"], 1, 60)
+    error = ErrorSnapshot("UpstreamTimeout", "no answer in 10 s", True, None)
+    store.complete([Completion(claimed.id, claimed.attempt, "w", AttemptOutcome.ERROR, error)])
+    dead = store.get_job(job.id)
+    assert dead.state is JobState.DEAD
+    return dead
+
+
+def _late_registry(applied: set[str]) -> Any:
+    """A job type whose upstream applies a request some time after its client gave up: the
+    effect exists once the entity is in ``applied``."""
+
+    def reconciler(ctx: JobContext) -> AppliedEffect | None:
+        if ctx.entity_id not in applied:
+            return None
+        return AppliedEffect(effect_key(ctx.lineage_id, "late", {}), "billing", ctx.entity_id)
+
+    return registry_with(JobType("late", lambda ctx: None, reconcile=reconciler))
+
+
+def test_repro_reconcile_at_once_records_not_applied_for_good(
+    store: Store, clock: FakeClock
+) -> None:
+    applied: set[str] = set()
+    dead = _dead_unknown(store, "e-late")
+    registry = _late_registry(applied)
+    [first] = reconcile(store, registry, {}, settle_seconds=0)  # unsafe: no settle time
+    assert first.effect_status == "not_applied"
+    clock.advance(5)
+    applied.add("e-late")  # the request the attempt gave up on lands now
+    assert reconcile(store, registry, {}, settle_seconds=0) == []  # never asked again
+    assert store.get_job(dead.id).effect_status == "not_applied"
+    assert store.ledger_rows() == []  # an applied effect, recorded as not applied
+
+
+def test_prevented_reconcile_waits_for_the_settle_time(store: Store, clock: FakeClock) -> None:
+    applied: set[str] = set()
+    dead = _dead_unknown(store, "e-late")
+    registry = _late_registry(applied)
+    assert reconcile(store, registry, {}, settle_seconds=30) == []  # too early to ask
+    clock.advance(5)
+    applied.add("e-late")
+    assert reconcile(store, registry, {}, settle_seconds=30) == []
+    clock.advance(26)
+    [result] = reconcile(store, registry, {}, settle_seconds=30)
+    assert (result.job_id, result.effect_status) == (dead.id, "applied")
+    [row] = store.ledger_rows()
+    assert row["job_id"] == dead.id
+    assert violations(store) == {}
+
+
+def _starving(store: Store) -> tuple[list[Job], Job, Any]:
+    """Three dead jobs their upstream can never answer for, then one it can."""
+    stuck = [_dead_unknown(store, f"e-down-{n}") for n in range(3)]
+    answerable = _dead_unknown(store, "e-ok")
+
+    def reconciler(ctx: JobContext) -> AppliedEffect | None:
+        if ctx.entity_id.startswith("e-down"):
+            raise UpstreamUnavailable("billing -> 503")
+        return None
+
+    return stuck, answerable, registry_with(JobType("late", lambda ctx: None, reconcile=reconciler))
+
+
+def test_repro_jobs_reconcile_cannot_answer_for_starve_the_rest(store: Store) -> None:
+    stuck, answerable, registry = _starving(store)
+    for _ in range(5):  # unsafe: every round starts from the oldest
+        results = reconcile(store, registry, {}, limit=3)
+        assert [r.job_id for r in results] == [job.id for job in stuck]
+    assert store.get_job(answerable.id).effect_status is None
+
+
+def test_prevented_rounds_page_on_past_jobs_that_cannot_be_answered(store: Store) -> None:
+    stuck, answerable, registry = _starving(store)
+    first = reconcile(store, registry, {}, limit=3)
+    assert [r.effect_status for r in first] == [None, None, None]
+    [second] = reconcile(store, registry, {}, limit=3, after_id=first[-1].job_id)
+    assert (second.job_id, second.effect_status) == (answerable.id, "not_applied")
+    assert [r.job_id for r in reconcile(store, registry, {}, limit=3)] == [j.id for j in stuck]
+
+
+def test_prevented_the_reconcile_command_pages_on_and_waits_for_the_settle_time(
+    live_store: Store, mocks: Mocks, database_url: str
+) -> None:
+    """Through the CLI: two jobs Billing cannot answer for (down), then one it can;
+    ``--limit 2`` answers with ``next_cursor``, ``--after`` goes on from it; and nothing is
+    asked about before ``SYNCBRIDGE_RECONCILE_SETTLE_SECONDS`` have passed."""
+    down = ["c_1506", "c_1507"]
+    mocks.set_faults("crm", entities=dict.fromkeys(down, "down"))
+    stuck = [
+        live_store.enqueue(request(entity, job_type="customer", max_retries=0)).job
+        for entity in down
+    ]
+    run(live_store, mocks)
+    lost = customer_dead_by_a_lost_answer(live_store, mocks)
+    mocks.set_faults("billing", entities=dict.fromkeys(down, "down"))
+
+    waiting = run_cli(
+        database_url,
+        "reconcile",
+        "--json",
+        SYNCBRIDGE_RECONCILE_SETTLE_SECONDS="3600",
+        **mocks.env(),
+    )
+    assert waiting.returncode == 0, waiting.stderr
+    assert json.loads(waiting.stdout) == {"items": [], "next_cursor": None}
+
+    first = run_cli(database_url, "reconcile", "--json", "--limit", "2", **mocks.env())
+    assert first.returncode == 0, first.stderr
+    page = json.loads(first.stdout)
+    assert [(i["job_id"], i["effect_status"]) for i in page["items"]] == [
+        (job.id, None) for job in stuck
+    ]
+    assert page["next_cursor"] == stuck[-1].id
+    after = str(page["next_cursor"])
+    second = run_cli(
+        database_url, "reconcile", "--json", "--limit", "2", "--after", after, **mocks.env()
+    )
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout) == {
+        "items": [
+            {
+                "job_id": lost.id,
+                "effect_status": "applied",
+                "upstream_ref": LOST_CUSTOMER,
+                "error": None,
+            }
+        ],
+        "next_cursor": None,
+    }
+    refused = run_cli(database_url, "reconcile", "--after", "-1", **mocks.env())
+    assert refused.returncode == 2 and "--after" in refused.stderr

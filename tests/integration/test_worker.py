@@ -10,7 +10,7 @@ import structlog
 from sqlalchemy import Engine
 
 from syncbridge.db.queries import Store
-from syncbridge.errors import UpstreamRateLimited, ValidationError
+from syncbridge.errors import UpstreamRateLimited, UpstreamUnavailable, ValidationError
 from syncbridge.jobtypes import AppliedEffect, JobContext, JobType, Success
 from syncbridge.models import EnqueueRequest
 from syncbridge.states import JobState
@@ -244,3 +244,43 @@ def test_worker_reconciles_unknown_outcomes_periodically(live_store: Store) -> N
     assert [(r["job_id"], r["upstream_ref"]) for r in live_store.ledger_rows()] == [
         (job_id, "inv_7")
     ]
+
+
+def test_worker_reconcile_rounds_page_past_jobs_the_upstream_cannot_answer_for(
+    live_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rounds of RECONCILE_BATCH jobs go on after the last round's last job, so jobs whose
+    upstream keeps failing (a customer that is always down) do not take every round."""
+    monkeypatch.setattr("syncbridge.worker.RECONCILE_BATCH", 2)
+    asked: list[str] = []
+
+    def hangs(ctx: JobContext) -> None:
+        ctx.wait_for_stop(10)
+
+    def reconciler(ctx: JobContext) -> AppliedEffect | None:
+        asked.append(ctx.entity_id)
+        if ctx.entity_id.startswith("down"):
+            raise UpstreamUnavailable("billing -> 503")
+        return AppliedEffect(f"found-{ctx.entity_id}", "billing", "inv_8")
+
+    kind = JobType("hangs", hangs, timeout_seconds=0.2, reconcile=reconciler)
+    ids = [enqueue(live_store, "hangs", e, max_retries=0) for e in ("down-1", "down-2", "ok")]
+    worker = Worker(
+        live_store,
+        registry_with(kind),
+        fast_settings(reconcile_interval_seconds=0.1),
+        concurrency=3,
+    )
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_for(
+            lambda: live_store.get_job(ids[2]).effect_status == "applied",
+            20,
+            "the job after the two that cannot be answered to be reconciled",
+        )
+    finally:
+        worker.request_stop()
+        thread.join(20)
+    assert {live_store.get_job(i).effect_status for i in ids[:2]} == {None}
+    assert "ok" in asked and asked.index("ok") > asked.index("down-2")

@@ -31,29 +31,68 @@ def test_put_customer_creates_then_updates(billing: InProcess) -> None:
     assert billing.get("/customers/c_1006").status_code == 404
 
 
-def test_customer_writes_list_each_applied_upsert_with_its_key(billing: InProcess) -> None:
-    """What a caller that lost an upsert's answer reads to learn whether it was applied: every
-    applied write, oldest first, with its key (none for a write sent without one); a replayed
-    key and a refused stale write add nothing."""
+def test_customer_writes_list_each_applied_upsert_with_its_key_and_request(
+    billing: InProcess,
+) -> None:
+    """What a caller that lost an upsert's answer reads to learn whether its request was
+    applied: every applied write, oldest first, with its key (none for a write sent without
+    one) and the request's X-Correlation-ID; a replayed key and a refused stale write add
+    nothing; an unknown customer has no writes."""
+
+    def writes(customer_id: str) -> httpx.Response:
+        return billing.get("/customer_writes", params={"customer_id": customer_id})
+
     body = {"name": "Ada", "email": "ada@example.com"}
-    assert billing.get("/customers/c_1005/writes").status_code == 404  # no customer yet
-    billing.put("/customers/c_1005", json={**body, "version": 2}, headers={"Idempotency-Key": "k1"})
-    billing.put("/customers/c_1005", json={**body, "version": 2}, headers={"Idempotency-Key": "k1"})
+    assert writes("c_1005").json() == {"items": [], "in_progress": []}
+    first = {"Idempotency-Key": "k1", "X-Correlation-ID": "corr-a"}
+    billing.put("/customers/c_1005", json={**body, "version": 2}, headers=first)
+    again = {"Idempotency-Key": "k1", "X-Correlation-ID": "corr-b"}  # answered from the key
+    billing.put("/customers/c_1005", json={**body, "version": 2}, headers=again)
     stale = billing.put(
         "/customers/c_1005", json={**body, "version": 1}, headers={"Idempotency-Key": "k2"}
     )
     assert stale.status_code == 409
     billing.put("/customers/c_1005", json={**body, "name": "Ada L.", "version": 3})
-    writes = billing.get("/customers/c_1005/writes")
-    assert writes.status_code == 200
-    assert writes.json() == {
+    listed = writes("c_1005")
+    assert listed.status_code == 200
+    assert listed.json() == {
         "items": [
-            {"idempotency_key": "k1", "version": 2},
-            {"idempotency_key": None, "version": 3},
-        ]
+            {"idempotency_key": "k1", "correlation_id": "corr-a", "version": 2},
+            {"idempotency_key": None, "correlation_id": None, "version": 3},
+        ],
+        "in_progress": [],
     }
+    assert writes("c_1006").json() == {"items": [], "in_progress": []}
+    assert billing.get("/customer_writes").status_code == 422  # which customer?
     billing.post("/_reset")
-    assert billing.get("/customers/c_1005/writes").status_code == 404
+    assert writes("c_1005").json() == {"items": [], "in_progress": []}
+
+
+def test_customer_writes_list_the_requests_billing_is_still_processing(
+    billing: InProcess, billing_state: BillingState
+) -> None:
+    """A write received and not answered yet (Billing is slow, or the caller gave up waiting)
+    is listed as in progress until it is answered, applied or not: a caller that lost its answer
+    must not conclude "not applied" while it may still be."""
+    listed = lambda: billing.get("/customer_writes", params={"customer_id": "c_1005"}).json()  # noqa: E731
+    with billing_state.processing("c_1005", "k1", "corr-a"):
+        assert listed()["in_progress"] == [{"idempotency_key": "k1", "correlation_id": "corr-a"}]
+        with billing_state.processing("c_1005", None, None):
+            assert len(listed()["in_progress"]) == 2
+    assert listed() == {"items": [], "in_progress": []}
+    # Through a real request: listed while it runs, gone once answered.
+    seen: list[object] = []
+    real = billing_state.upsert_customer
+
+    def upsert_and_look(*args: object) -> object:
+        seen.append(billing_state.customer_requests("c_1005"))
+        return real(*args)  # type: ignore[arg-type]
+
+    billing_state.upsert_customer = upsert_and_look  # type: ignore[method-assign]
+    headers = {"Idempotency-Key": "k2", "X-Correlation-ID": "corr-b"}
+    billing.put("/customers/c_1005", json={"name": "Ada", "email": "a@b.co"}, headers=headers)
+    assert seen == [[{"idempotency_key": "k2", "correlation_id": "corr-b"}]]
+    assert listed()["in_progress"] == []
 
 
 @pytest.mark.parametrize(
@@ -238,7 +277,8 @@ def test_lost_response_rate_loses_answers_but_not_effects(
 @pytest.mark.parametrize("record_id", HOSTILE_IDS)
 def test_hostile_ids_get_a_clean_404(billing: InProcess, record_id: str) -> None:
     assert billing.get(f"/customers/{quoted(record_id)}").status_code == 404
-    assert billing.get(f"/customers/{quoted(record_id)}/writes").status_code == 404
+    listed = billing.get("/customer_writes", params={"customer_id": record_id})
+    assert listed.json() == {"items": [], "in_progress": []}
     assert billing.get(f"/invoices/{quoted(record_id)}").status_code == 404
     lookup = billing.get("/invoices", params={"external_id": record_id})
     assert lookup.json() == {"items": []}

@@ -394,6 +394,36 @@ def test_log_fields_writes_the_bytes_structlog_writes_on_the_worker_path(
     assert (direct == b"") == (level == "debug")
 
 
+@pytest.mark.parametrize("where", ["bound", "contextvars"])
+@pytest.mark.parametrize("exc_info", [ValueError("boom"), False, True])
+def test_log_fields_writes_what_structlog_writes_with_exc_info_in_the_context(
+    restore_structlog: None, monkeypatch: pytest.MonkeyPatch, where: str, exc_info: object
+) -> None:
+    """``exc_info`` bound on the logger or in the context variables is format_exc_info's
+    business (rendered as ``exception``, or dropped when false), not a field to copy."""
+    monkeypatch.setattr("syncbridge.logs.datetime", FrozenDatetime)
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8")
+    configure_logging("json", "info", stream)
+    log = get_logger(worker_id="w1")
+    if where == "bound":
+        log = log.bind(exc_info=exc_info)
+    lines = []
+    for write in (
+        lambda: log.info("attempt_finished", job_id=1),
+        lambda: log_fields(log, "info", "attempt_finished", {"job_id": 1}),
+    ):
+        if where == "contextvars":
+            with structlog.contextvars.bound_contextvars(exc_info=exc_info):
+                write()
+        else:
+            write()
+        lines.append(raw.getvalue())
+        raw.seek(0)
+        raw.truncate()
+    assert lines[0] == lines[1] and b"exc_info" not in lines[1]
+
+
 def test_log_fields_skips_structlog_dispatch_only_on_the_chain_it_knows(
     restore_structlog: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

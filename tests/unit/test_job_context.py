@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncbridge.jobtypes import JobContext
+from syncbridge.jobtypes import JobContext, effect_key, effect_key_lineage
 
 
 def context() -> JobContext:
@@ -63,3 +63,27 @@ def test_a_waiter_always_wakes_whichever_thread_makes_the_signal(rounds: int) ->
         waiter.join(5)
         assert not waiter.is_alive(), "the waiter missed the stop"
         assert woke == [True]
+
+
+@pytest.mark.parametrize("lineage", [1, 7, 10, 123456789012345])
+def test_the_lineage_is_read_back_from_the_keys_effect_key_makes(lineage: int) -> None:
+    for body in ({}, {"a": [1, "x"]}, "text"):
+        assert effect_key_lineage(effect_key(lineage, "upsert_customer", body)) == lineage
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sb-0007-" + "a" * 32,  # leading zero: not a key effect_key writes (it would read as 7)
+        "sb-0-" + "a" * 32,
+        "sb-7-" + "A" * 32,
+        "sb-7-" + "a" * 31,
+        "sb-7-" + "a" * 33,
+        "sb--7-" + "a" * 32,
+        "sb-7-" + "a" * 32 + "\n",
+        "reconciled-7-i_2001",
+        "",
+    ],
+)
+def test_keys_made_otherwise_name_no_lineage(key: str) -> None:
+    assert effect_key_lineage(key) is None

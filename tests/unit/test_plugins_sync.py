@@ -441,47 +441,63 @@ def test_reconcile_finds_an_invoice_created_by_a_lost_attempt(
     assert reconcile_invoice(ctx) is None
 
 
-def test_reconcile_customer_credits_only_this_lineages_last_write(
+def test_reconcile_customer_credits_only_this_jobs_own_writes(
     router: respx.Router, upstreams: dict[str, UpstreamClient]
 ) -> None:
-    """Billing's list of the customer's writes: this lineage's keys count (the last one, if the
-    CRM record changed between attempts); another lineage's, or a write without a key, do not."""
+    """A write is this job's if its key is of this job's lineage and it carries this job's
+    correlation id (the last such write if the CRM record changed between attempts). Not: a
+    replay's write (same lineage, its own correlation id), another lineage's, one without a key
+    or without a correlation id."""
+    ctx = context(upstreams, "c_1001", job_type="customer", job_id=3, lineage_id=3)
     mine_first, mine_last = effect_key(3, "upsert_customer", {"v": 1}), effect_key(3, "u", {"v": 2})
     others = effect_key(33, "upsert_customer", {"v": 1})
-    router.get(f"{BILLING}/customers/c_1001").respond(200, json={"id": "c_1001"})
-    writes = router.get(f"{BILLING}/customers/c_1001/writes")
-    ctx = context(upstreams, "c_1001", job_type="customer", lineage_id=3)
-    items = [
-        {"idempotency_key": mine_first, "version": 1},
-        {"idempotency_key": others, "version": 2},
-        {"idempotency_key": None, "version": 3},
-        {"idempotency_key": mine_last, "version": 4},
+    corr = ctx.correlation_id
+    listed = router.get(f"{BILLING}/customer_writes")
+    items: list[Any] = [
+        {"idempotency_key": mine_first, "correlation_id": corr, "version": 1},
+        {"idempotency_key": mine_last, "correlation_id": f"{corr}~replay-1", "version": 2},
+        {"idempotency_key": others, "correlation_id": corr, "version": 3},
+        {"idempotency_key": None, "correlation_id": corr, "version": 4},
+        {"idempotency_key": mine_last, "correlation_id": None, "version": 5},
+        {"idempotency_key": mine_last, "correlation_id": corr, "version": 6},
         "not a write",
     ]
-    writes.respond(200, json={"items": items})
+    listed.respond(200, json={"items": items, "in_progress": []})
     assert reconcile_customer(ctx) == AppliedEffect(mine_last, "billing", "c_1001")
-    writes.respond(200, json={"items": [{"idempotency_key": others}, {"version": 1}]})
+    assert listed.calls.last.request.url.params["customer_id"] == "c_1001"
+    listed.respond(200, json={"items": items[1:5], "in_progress": []})
     assert reconcile_customer(ctx) is None
-
-
-def test_reconcile_customer_says_not_applied_only_when_billing_has_no_such_customer(
-    router: respx.Router, upstreams: dict[str, UpstreamClient]
-) -> None:
-    """No customer: nothing was applied (customers are never deleted). A customer whose writes
-    cannot be read (a 404 from a Billing without the list, a body without an item list, a 503)
-    is no answer: the reconciler raises and reconcile asks again later."""
-    hostile = "c_1001/../x?y#z"
-    customer = router.get(f"{BILLING}/customers/c_1001%2F..%2Fx%3Fy%23z")
-    customer.respond(404, json={"detail": "customer not found"})
-    ctx = context(upstreams, hostile, job_type="customer", lineage_id=3)
+    # Billing has no such customer, or no write yet; others' requests in progress do not matter.
+    others_pending = [{"idempotency_key": others, "correlation_id": f"{corr}~replay-1"}]
+    listed.respond(200, json={"items": [], "in_progress": others_pending})
     assert reconcile_customer(ctx) is None
-    customer.respond(200, json={"id": hostile})
-    writes = router.get(f"{BILLING}/customers/c_1001%2F..%2Fx%3Fy%23z/writes")
-    for answer, error in [
-        (httpx.Response(404, json={"detail": "Not Found"}), NotFound),
-        (httpx.Response(200, json={"writes": []}), UpstreamUnavailable),
-        (httpx.Response(503, json={"detail": "down"}), UpstreamUnavailable),
-    ]:
-        writes.mock(return_value=answer)
-        with pytest.raises(error):
+    # One of this job's requests still being processed: no answer yet, applied or not.
+    for writes in ([], items):
+        mine = [{"idempotency_key": mine_last, "correlation_id": corr}]
+        listed.respond(200, json={"items": writes, "in_progress": mine})
+        with pytest.raises(UpstreamUnavailable, match="still processing"):
             reconcile_customer(ctx)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(404, json={"detail": "Not Found"}),  # a Billing without the list
+        httpx.Response(200, json={"writes": []}),
+        httpx.Response(200, json={"items": "none", "in_progress": []}),
+        httpx.Response(200, json={"items": []}),  # no word on requests in progress
+        httpx.Response(503, json={"detail": "down"}),
+        httpx.Response(429, headers={"Retry-After": "1"}),
+    ],
+    ids=["404", "no-items", "items-not-a-list", "no-in-progress", "503", "429"],
+)
+def test_reconcile_customer_gives_no_answer_when_billing_cannot_tell(
+    router: respx.Router, upstreams: dict[str, UpstreamClient], answer: httpx.Response
+) -> None:
+    """Only a list of writes is an answer: anything else raises, and reconcile asks again
+    later instead of recording ``not_applied``. Hostile ids go as a query parameter."""
+    hostile = "c_1001/../x?y#z&customer_id=c_1"
+    listed = router.get(f"{BILLING}/customer_writes").mock(return_value=answer)
+    with pytest.raises((NotFound, UpstreamUnavailable, UpstreamRateLimited)):
+        reconcile_customer(context(upstreams, hostile, job_type="customer"))
+    assert listed.calls.last.request.url.params.get_list("customer_id") == [hostile]

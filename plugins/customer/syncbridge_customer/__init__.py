@@ -7,7 +7,8 @@ It never touches syncbridge's database: it returns the applied effect, and the e
 
 ``reconcile_customer`` answers for a job whose last attempt ended without a known outcome (the
 upsert's answer lost, a timeout, a cancel during the call): Billing lists the writes applied to
-each customer with their keys, and a key of this job's lineage means its upsert was applied.
+each customer with their keys and correlation ids, and a write with this job's lineage key and
+correlation id means one of its upserts was applied.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from syncbridge import AppliedEffect, JobContext, JobType, Success, ValidationError
-from syncbridge.errors import NotFound, UpstreamUnavailable
+from syncbridge.errors import UpstreamUnavailable
 from syncbridge.hookspecs import hookimpl
 from syncbridge.jobtypes import effect_key_lineage
 from syncbridge.upstream import segment
@@ -90,27 +91,30 @@ def put_customer(ctx: JobContext, customer_id: str, body: dict[str, Any], key: s
 
 
 def reconcile_customer(ctx: JobContext) -> AppliedEffect | None:
-    """Did this lineage's upsert reach Billing? None if Billing has no such customer (nothing
-    was ever applied to it) or none of its writes carries a key of this job's lineage; else the
-    effect of the last write that does (the CRM record may have changed between attempts, and
-    each body has its own key). Raises when Billing cannot tell now: reconcile asks again."""
+    """Did one of this job's attempts upsert the customer? Billing lists the writes applied to
+    a customer with the idempotency key and the ``X-Correlation-ID`` of the request that made
+    each. A write is this job's if its key belongs to this job's lineage and it carries this
+    job's correlation id: a replay shares the lineage (and, for the same body, the key) but has
+    a correlation id of its own, so neither is credited with the other's write. The last such
+    write is the effect (the CRM record may have changed between attempts); none means not
+    applied, unless Billing is still processing a request of this job. Raises when Billing
+    cannot tell now (any error, or such a request): reconcile asks again later."""
     billing = ctx.upstream("billing")
-    path = f"/customers/{segment(ctx.entity_id)}"
-    try:
-        billing.get_json(path)
-    except NotFound:
-        return None  # customers are never deleted: no customer, no upsert applied
-    # The customer exists, so a 404 here is not an answer (an older Billing without the list).
-    answer = billing.get_json(f"{path}/writes")
-    writes = answer.get("items")
-    if not isinstance(writes, list):
+    answer = billing.get_json("/customer_writes", params={"customer_id": ctx.entity_id})
+    writes, pending = answer.get("items"), answer.get("in_progress")
+    if not isinstance(writes, list) or not isinstance(pending, list):
         raise UpstreamUnavailable(
-            f"billing GET {path}/writes -> no item list in {str(answer)[:80]}"
+            f"billing GET /customer_writes -> no item lists in {answer!r:.80}"
         )
+    if any(isinstance(p, dict) and p.get("correlation_id") == ctx.correlation_id for p in pending):
+        # Billing is still working on a request of this job (its client gave up waiting, or
+        # the answer was "request in progress"): it may yet be applied. Ask again later.
+        raise UpstreamUnavailable("billing is still processing a write of this job")
     ours = [
         key
         for write in writes
         if isinstance(write, dict)
+        and write.get("correlation_id") == ctx.correlation_id
         and isinstance(key := write.get("idempotency_key"), str)
         and effect_key_lineage(key) == ctx.lineage_id
     ]

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, cast, exists, func, literal, or_, select
+from sqlalchemy.types import Text
 
 from syncbridge.db.queries import Store
 from syncbridge.db.schema import attempts, idempotency_keys, jobs, ledger, workers
+from syncbridge.jobtypes import effect_key_lineage
 from syncbridge.states import ACTIVE_STATES, TERMINAL_STATES, JobState
 
 ACTIVE = [str(s) for s in ACTIVE_STATES]
@@ -162,4 +164,17 @@ def run_checks(store: Store, lease_grace_seconds: float = 30.0) -> list[CheckRes
         for code, title, query in checks:
             rows = conn.execute(query).all()
             results.append(CheckResult(code, title, len(rows), [tuple(r) for r in rows[:5]]))
+        # INV_016: SQL narrows the ledger to rows whose key does not start with their own
+        # lineage's prefix (none, in a healthy ledger); Python reads the lineage out of those.
+        own_prefix = literal("sb-") + cast(ledger.c.lineage_id, Text) + literal("-%")
+        suspects = select(ledger.c.effect_key, ledger.c.job_id, ledger.c.lineage_id).where(
+            ledger.c.effect_key.like("sb-%"), ~ledger.c.effect_key.like(own_prefix)
+        )
+        misfiled = [
+            tuple(row)
+            for row in conn.execute(suspects)
+            if effect_key_lineage(row.effect_key) not in (None, row.lineage_id)
+        ]
+        title = "an effect is filed under the lineage whose request made it (its key's)"
+        results.append(CheckResult("INV_016", title, len(misfiled), misfiled[:5]))
     return results

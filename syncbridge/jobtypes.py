@@ -101,6 +101,15 @@ def effect_key_lineage(key: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def made_by_lineage(key: str, lineage_id: int) -> bool:
+    """Whether an effect with this key is the given lineage's to record: its key is that
+    lineage's, or not an :func:`effect_key` key at all (then nothing says otherwise). An effect
+    another lineage's request made (found through an upstream's natural key) is recorded by that
+    lineage's job, when it succeeds or is reconciled."""
+    made_by = effect_key_lineage(key)
+    return made_by is None or made_by == lineage_id
+
+
 _STOP_EVENT_LOCK = threading.Lock()
 
 

@@ -47,6 +47,7 @@ from syncbridge.db.driver import (
 from syncbridge.db.enqueue import EnqueueStore
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.db.types import UTCDateTime
+from syncbridge.jobtypes import effect_key_lineage, made_by_lineage
 from syncbridge.models import (
     ClaimedJob,
     Completion,
@@ -313,6 +314,9 @@ class LifecycleStore(EnqueueStore):
             "effect_keys": [c.effect.effect_key for c in effects if c.effect],
             "effect_upstreams": [c.effect.upstream for c in effects if c.effect],
             "effect_refs": [c.effect.upstream_ref for c in effects if c.effect],
+            "effect_lineages": [
+                effect_key_lineage(c.effect.effect_key) for c in effects if c.effect
+            ],
         }
         if not self.uses_database_clock:
             params["now"] = self.clock.now()
@@ -345,7 +349,9 @@ class LifecycleStore(EnqueueStore):
                 "upstream_ref": c.effect.upstream_ref,
             }
             for c in chosen
-            if c.effect is not None and (c.job_id, c.attempt) in done
+            if c.effect is not None
+            and (c.job_id, c.attempt) in done
+            and made_by_lineage(c.effect.effect_key, lineage[c.job_id])
         ]
         if effects:
             conn.execute(self._record_effect, effects)
@@ -499,7 +505,7 @@ class LifecycleStore(EnqueueStore):
             effect = completion.effect if succeeded else None
             overridden = effect is not None and transition.state is not JobState.SUCCEEDED
             moved.append(self._moved_row(job, transition, error, attempt_row_id, overridden))
-            if effect is not None:
+            if effect is not None and made_by_lineage(effect.effect_key, job.effective_lineage_id):
                 effects.append(
                     {
                         "effect_key": effect.effect_key,

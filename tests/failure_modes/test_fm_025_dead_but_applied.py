@@ -475,3 +475,45 @@ def test_prevented_the_reconcile_command_pages_on_and_waits_for_the_settle_time(
     }
     refused = run_cli(database_url, "reconcile", "--after", "-1", **mocks.env())
     assert refused.returncode == 2 and "--after" in refused.stderr
+
+
+# Found by the session 10 review: the success path filed another lineage's effect. Job A
+# created invoice i_2502 and lost the answer (dead, unknown). Job B, a new lineage for the same
+# invoice, met Billing's 409 "duplicate external_id" naming A's key and recorded that key as its
+# own ledger row, in lineage B; A's reconcile then met the row (ON CONFLICT) and lineage A had
+# no row for the effect its request made. ``check`` passed. Now a success records an effect only
+# if its key is of the job's own lineage (``jobtypes.made_by_lineage``), on every write path.
+def _dead_then_a_new_lineage_succeeds(store: Store, mocks: Mocks) -> tuple[Job, Job, str]:
+    dead = dead_by_a_lost_answer(store, mocks)
+    again = store.enqueue(request(LOST, job_type="invoice")).job  # a new lineage
+    run(store, mocks)
+    assert store.get_job(again.id).state is JobState.SUCCEEDED
+    assert invoice_key(again.id, LOST) not in mocks.effects()  # Billing refused a second one
+    return dead, again, invoice_key(dead.id, LOST)
+
+
+def test_repro_a_success_files_the_effect_another_lineage_made(
+    live_store: Store, mocks: Mocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Unsafe variant: every key taken as the succeeding job's own (before the fix).
+    monkeypatch.setattr("syncbridge.db.lifecycle.made_by_lineage", lambda key, lineage: True)
+    monkeypatch.setattr("syncbridge.db.lifecycle.effect_key_lineage", lambda key: None)
+    dead, again, made_by_dead = _dead_then_a_new_lineage_succeeds(live_store, mocks)
+    [row] = live_store.ledger_rows()
+    assert (row["effect_key"], row["lineage_id"]) == (made_by_dead, again.id)  # misfiled
+    [result] = _reconcile(live_store, mocks)
+    assert (result.job_id, result.effect_status) == (dead.id, "applied")
+    assert live_store.ledger_rows(lineage_id=dead.id) == []  # its effect, filed elsewhere
+    assert violations(live_store) == {"INV_016": 1}  # what `check` now says about it
+
+
+def test_prevented_each_lineage_records_only_the_effect_its_request_made(
+    live_store: Store, mocks: Mocks
+) -> None:
+    dead, _, made_by_dead = _dead_then_a_new_lineage_succeeds(live_store, mocks)
+    assert live_store.ledger_rows() == []  # the success of B records nothing of A's
+    [result] = _reconcile(live_store, mocks)
+    assert (result.job_id, result.effect_status) == (dead.id, "applied")
+    [row] = live_store.ledger_rows()
+    assert (row["effect_key"], row["job_id"], row["lineage_id"]) == (made_by_dead, dead.id, dead.id)
+    assert violations(live_store) == {}

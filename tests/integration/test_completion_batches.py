@@ -9,7 +9,7 @@ import pytest
 
 from syncbridge.clock import FakeClock
 from syncbridge.db.queries import Store
-from syncbridge.jobtypes import AppliedEffect
+from syncbridge.jobtypes import AppliedEffect, effect_key
 from syncbridge.models import Completion, EnqueueRequest, ErrorSnapshot, Job
 from syncbridge.states import AttemptOutcome, JobState
 from tests.failure_modes.support import violations
@@ -156,3 +156,36 @@ def test_the_one_statement_success_path_fences_by_owner_itself(store: Store) -> 
         impostor = HOSTILE_OWNERS[(index + 1) % len(HOSTILE_OWNERS)]
         batch.append(Completion(theirs.id, theirs.attempt, impostor, AttemptOutcome.SUCCEEDED))
     assert store._succeed_in_one_statement(batch) == rightful
+
+
+@pytest.mark.parametrize("path", ["plain", "follow_up"])
+def test_a_success_records_only_effects_its_own_lineage_made(store: Store, path: str) -> None:
+    """An effect found through an upstream's natural key may be another lineage's (its key
+    names that lineage): the success does not file it (that lineage's job records it when it
+    succeeds or is reconciled). A key of the job's own lineage, or one not made by
+    ``effect_key``, is recorded. Both write paths: plain successes in one statement, and the
+    general path (a success with a follow-up to enqueue)."""
+    own, foreign, plain = claim_all(store, 3)
+    if path == "follow_up":
+        for job in (own, foreign, plain):  # each running job now owes a follow-up
+            store.enqueue(EnqueueRequest("noop", job.entity_id, {"again": True}, 2))
+    effects = {
+        own.id: AppliedEffect(effect_key(own.id, "create", {}), "billing", "inv-own"),
+        foreign.id: AppliedEffect(effect_key(own.id, "create", {"x": 1}), "billing", "inv-x"),
+        plain.id: AppliedEffect("plugin-made-key", "billing", "inv-plain"),
+    }
+    results = store.complete(
+        [
+            Completion(job.id, job.attempt, W, AttemptOutcome.SUCCEEDED, effect=effects[job.id])
+            for job in (own, foreign, plain)
+        ]
+    )
+    assert [(r.job_id, r.state) for r in results] == [
+        (job.id, JobState.SUCCEEDED) for job in (own, foreign, plain)
+    ]
+    rows = {(row["effect_key"], row["job_id"], row["lineage_id"]) for row in store.ledger_rows()}
+    assert rows == {
+        (effects[own.id].effect_key, own.id, own.id),
+        ("plugin-made-key", plain.id, plain.id),
+    }
+    assert violations(store) == {}

@@ -11,6 +11,7 @@ from syncbridge.clock import FakeClock
 from syncbridge.db.queries import Store
 from syncbridge.db.schema import attempts, jobs, ledger, workers
 from syncbridge.invariants import run_checks
+from syncbridge.jobtypes import effect_key
 from syncbridge.models import Completion, EnqueueRequest
 from syncbridge.states import AttemptOutcome
 
@@ -69,6 +70,16 @@ CORRUPTIONS: dict[str, Callable[[Connection, dict[str, int]], object]] = {
     "INV_010": lambda c, ids: c.execute(
         update(jobs).where(jobs.c.id == ids["dead"]).values(finished_at=None)
     ),
+    # The succeeded job files an effect its key says another lineage made.
+    "INV_016": lambda c, ids: c.execute(
+        insert(ledger).values(
+            effect_key=effect_key(ids["done"] + 1, "create", {}),
+            job_id=ids["done"],
+            lineage_id=ids["done"],
+            upstream="billing",
+            applied_at=FakeClock().now(),
+        )
+    ),
 }
 
 
@@ -90,3 +101,31 @@ def test_unrecovered_expired_lease_is_flagged_while_a_worker_lives(
     assert "INV_005" in failing(store)
     store.rescue()
     assert "INV_005" not in failing(store)
+
+
+@pytest.mark.parametrize(
+    ("lineage", "key", "misfiled"),
+    [
+        (12, effect_key(12, "create", {}), False),  # its own lineage's key
+        (12, effect_key(1, "create", {}), True),  # "sb-1-" is a prefix of "sb-12-", not a match
+        (1, effect_key(12, "create", {}), True),
+        (12, "plugin-made-key", False),  # not an effect_key key: nothing names another lineage
+        (12, "sb-7-not-a-digest", False),  # looks like one, is not one
+    ],
+)
+def test_inv_016_reads_the_lineage_out_of_the_key(
+    store: Store, lineage: int, key: str, misfiled: bool
+) -> None:
+    done = store.enqueue(EnqueueRequest("noop", "e", {}, 0)).job
+    with store.engine.begin() as conn:
+        conn.execute(update(jobs).where(jobs.c.id == done.id).values(state="succeeded"))
+        conn.execute(
+            insert(ledger).values(
+                effect_key=key,
+                job_id=done.id,
+                lineage_id=lineage,
+                upstream="billing",
+                applied_at=FakeClock().now(),
+            )
+        )
+    assert ("INV_016" in failing(store)) is misfiled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -305,3 +306,20 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return value
+
+
+# The ``correlation_id`` column's width.
+CORRELATION_ID_MAX = 200
+# What a derived correlation id ends with: see ``derived_correlation_id``.
+_DERIVED_SUFFIXES = re.compile(r"(?:~follow-up|~replay-[0-9a-f]{8})+\Z")
+
+
+def derived_correlation_id(parent: str, suffix: str) -> str:
+    """The correlation id of a job made from another (its follow-up, a replay of it): the id
+    the chain started with, the suffixes earlier derivations added taken off, then ``~suffix``.
+    Appending to the parent's full id grew it by a suffix per generation until it no longer fit
+    the column (an entity changing while its jobs run: the 17th follow-up's insert failed, and
+    with it the completion and the rescue that carried it). Cut to fit the column."""
+    root = _DERIVED_SUFFIXES.sub("", parent)
+    tail = f"~{suffix}"
+    return root[: CORRELATION_ID_MAX - len(tail)] + tail

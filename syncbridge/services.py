@@ -14,7 +14,7 @@ from syncbridge.config import Settings
 from syncbridge.db.queries import Store
 from syncbridge.errors import IllegalTransition, InvalidInput
 from syncbridge.metrics import observe_enqueue
-from syncbridge.models import EnqueueRequest, EnqueueResult, Job
+from syncbridge.models import CORRELATION_ID_MAX, EnqueueRequest, EnqueueResult, Job
 from syncbridge.plugins import Registry
 
 ENTITY_ID_MAX = 255
@@ -52,6 +52,19 @@ def validate_text(name: str, value: object, limit: int) -> str:
                     f"{name} must not contain invisible formatting characters ({code})"
                 )
     return value
+
+
+def validate_correlation_id(value: Any) -> None:
+    """A caller's correlation id: text as :func:`validate_text` takes it, and sendable as the
+    ``X-Correlation-ID`` header every upstream call carries (printable ASCII, no space at either
+    end). Accepted otherwise, it made every upstream call of the job fail before it left the
+    process (``UnicodeEncodeError``, or h11's refusal), retried until the job was dead."""
+    validate_text("correlation id", value, CORRELATION_ID_MAX)
+    if not value.isascii() or value != value.strip():
+        raise InvalidInput(
+            f"correlation id must be printable ASCII with no space at either end (it is sent "
+            f"upstream as the X-Correlation-ID header), got {value!r}"
+        )
 
 
 def validate_payload(payload: object) -> dict[str, Any]:
@@ -142,7 +155,7 @@ class Services:
         if idempotency_key is not None:
             validate_text("idempotency key", idempotency_key, KEY_MAX)
         if correlation_id is not None:
-            validate_text("correlation id", correlation_id, 200)
+            validate_correlation_id(correlation_id)
         if max_retries is None:
             max_retries = kind.max_retries
         if max_retries is None:

@@ -65,7 +65,7 @@ def check(app: App, lease_grace: float, as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
 @click.option(
     "--after",
-    type=click.IntRange(0),
+    type=click.IntRange(0, 2**63 - 1),
     default=0,
     help="Go on after this job id (a previous run's next_cursor).",
 )

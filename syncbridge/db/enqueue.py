@@ -33,7 +33,7 @@ from syncbridge.db.notify import notify_enqueued
 from syncbridge.db.schema import idempotency_keys, jobs
 from syncbridge.db.types import UTCDateTime
 from syncbridge.errors import InvalidInput
-from syncbridge.models import EnqueueRequest, EnqueueResult, Job
+from syncbridge.models import EnqueueRequest, EnqueueResult, Job, derived_correlation_id
 from syncbridge.states import ACTIVE_STATES, JobState
 
 ACTIVE = [str(state) for state in ACTIVE_STATES]
@@ -356,7 +356,7 @@ class EnqueueStore(StoreBase):
             entity_id=job.entity_id,
             payload=job.follow_up_payload if job.follow_up_payload is not None else job.payload,
             max_retries=job.max_retries,
-            correlation_id=f"{job.correlation_id}~follow-up",
+            correlation_id=derived_correlation_id(job.correlation_id, "follow-up"),
             timeout_seconds=job.timeout_seconds,
         )
         digest = params_hash(follow_up.job_type, follow_up.entity_id, follow_up.payload)

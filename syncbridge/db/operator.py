@@ -12,7 +12,7 @@ from syncbridge.db.enqueue import ACTIVE
 from syncbridge.db.lifecycle import LifecycleStore
 from syncbridge.db.schema import attempts, jobs
 from syncbridge.errors import IllegalTransition, UnknownJob
-from syncbridge.models import EnqueueRequest, Job
+from syncbridge.models import EnqueueRequest, Job, derived_correlation_id
 from syncbridge.states import JobState
 
 REPLAYABLE = (JobState.DEAD, JobState.FAILED)
@@ -130,7 +130,9 @@ class OperatorStore(LifecycleStore):
                 entity_id=job.entity_id,
                 payload=job.payload,
                 max_retries=job.max_retries,
-                correlation_id=f"{job.correlation_id}~replay-{uuid.uuid4().hex[:8]}",
+                correlation_id=derived_correlation_id(
+                    job.correlation_id, f"replay-{uuid.uuid4().hex[:8]}"
+                ),
                 timeout_seconds=job.timeout_seconds,
             )
             new_id = self._insert_job(

@@ -125,6 +125,22 @@ CASES = {
         1,
         "error: entity id must not contain invisible formatting characters (U+200B)",
     ),
+    # Sent upstream as the X-Correlation-ID header: it must fit in one (printable ASCII).
+    "correlation id not ASCII": Case(
+        ("enqueue", "noop", "ok", "--correlation-id", "café-123"),
+        1,
+        "error: correlation id must be printable ASCII with no space at either end",
+    ),
+    "correlation id with a trailing space": Case(
+        ("enqueue", "noop", "ok", "--correlation-id", "req-42 "),
+        1,
+        "error: correlation id must be printable ASCII with no space at either end",
+    ),
+    "correlation id over 200 characters": Case(
+        ("enqueue", "noop", "ok", "--correlation-id", "c" * 201),
+        1,
+        "error: correlation id is 201 characters long; the limit is 200",
+    ),
     "idempotency key with a line separator": Case(
         ("enqueue", "noop", "ok", "--idempotency-key", "k\u2028forged"),
         1,
@@ -156,6 +172,8 @@ FILES = {
     "key-owned.jsonl": GOOD
     + '{"job_type": "noop", "entity_id": "someone-else", "idempotency_key": "K-owned"}\n',
     # One key for two entities in one file (line 2 is blank and not counted as a request).
+    "correlation-non-ascii.jsonl": GOOD
+    + '{"job_type": "noop", "entity_id": "x", "correlation_id": "\u6ce8\u6587-42"}\n',
     "key-twice.jsonl": '{"job_type": "noop", "entity_id": "f-a", "idempotency_key": "K2"}\n'
     + "\n"
     + '{"job_type": "noop", "entity_id": "f-b", "idempotency_key": "K2"}\n',
@@ -173,6 +191,7 @@ _FILE_ERRORS = {
     "surrogate.jsonl": "line 2: payload must be valid UTF-8 text (it holds a lone surrogate)",
     "deep.jsonl": "line 2: the line is nested too deeply",
     "key-owned.jsonl": "line 2: idempotency key 'K-owned' already belongs to job ",
+    "correlation-non-ascii.jsonl": "line 2: correlation id must be printable ASCII",
     "key-twice.jsonl": "line 3: idempotency key 'K2' was given earlier in the batch with "
     "different parameters; nothing was stored",
 }

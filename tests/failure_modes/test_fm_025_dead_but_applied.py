@@ -473,8 +473,10 @@ def test_prevented_the_reconcile_command_pages_on_and_waits_for_the_settle_time(
         ],
         "next_cursor": None,
     }
-    refused = run_cli(database_url, "reconcile", "--after", "-1", **mocks.env())
-    assert refused.returncode == 2 and "--after" in refused.stderr
+    for after in ("-1", str(2**63), "x"):
+        refused = run_cli(database_url, "reconcile", "--after", after, **mocks.env())
+        assert refused.returncode == 2 and "--after" in refused.stderr
+        assert "Traceback" not in refused.stderr
 
 
 # Found by the session 10 review: the success path filed another lineage's effect. Job A

@@ -11,16 +11,20 @@ thread with the job's log context bound. It may:
   the job at once; any other exception is retryable, recorded under its class name.
 
 ``ctx.cancel_requested`` turns true when an operator cancels the job, when the worker lost the
-job's lease, or when the attempt passed its timeout; a long handler should check it between
-upstream calls and stop (raising or returning; the engine records the right outcome either way).
+job's lease (or, as far as this process can tell, its lease ran out: a paused process must not
+send effects for a job another worker may hold by now), or when the attempt passed its timeout;
+a long handler should check it between upstream calls and stop (raising or returning; the
+engine records the right outcome either way).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -130,11 +134,21 @@ class JobContext:
     # and two locks) cost about a tenth of the worker's time per no-op job.
     _stop: threading.Event | None = field(default=None, repr=False)
     stop_reason: str | None = None
+    # ``time.monotonic()`` by which the job's lease runs out unless renewed: the worker sets it
+    # from when it sent the claim or the last renewal that kept the lease.
+    lease_held_until: float = math.inf
 
     @property
     def cancel_requested(self) -> bool:
         stop = self._stop
-        return stop is not None and stop.is_set()
+        if stop is not None and stop.is_set():
+            return True
+        if time.monotonic() < self.lease_held_until:
+            return False
+        # No renewal kept the lease in time (the process was paused, or the database away): the
+        # job may be another worker's by now, and its effects theirs to make.
+        self.request_stop("lease expired")
+        return True
 
     def request_stop(self, reason: str) -> None:
         stop = self._stop_event()

@@ -100,7 +100,14 @@ def reconcile(
             effect = None
         status = APPLIED if effect is not None else NOT_APPLIED
         with store.engine.begin() as conn:
-            if effect is not None:
+            # The status first, guarded: where another reconciler (a worker, the CLI) answered
+            # for this job meanwhile, its answer stands, and so this one writes no ledger row.
+            recorded = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.id, jobs.c.effect_status.is_(None))
+                .values(effect_status=status)
+            ).rowcount
+            if effect is not None and recorded:
                 conn.execute(
                     store._ledger_insert().values(
                         effect_key=effect.effect_key,
@@ -111,11 +118,12 @@ def reconcile(
                         applied_at=store.now_sql(),
                     )
                 )
-            conn.execute(
-                update(jobs)
-                .where(jobs.c.id == job.id, jobs.c.effect_status.is_(None))
-                .values(effect_status=status)
-            )
+            if not recorded:
+                status = conn.execute(
+                    select(jobs.c.effect_status).where(jobs.c.id == job.id)
+                ).scalar_one()
+                effect = None
         results.append(Reconciled(job.id, status, effect.upstream_ref if effect else None))
-        log.info("effect_reconciled", job_id=job.id, effect_status=status)
+        event = "effect_reconciled" if recorded else "effect_reconciled_meanwhile"
+        log.info(event, job_id=job.id, effect_status=status)
     return results

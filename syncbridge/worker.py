@@ -128,6 +128,7 @@ class Worker:
         self._next_rescue = 0.0
         self._next_reconcile = time.monotonic() + settings.reconcile_interval_seconds
         self._reconcile_after = 0  # where the next round goes on (0: from the start)
+        self._claim_sent = 0.0
         self._next_prune = time.monotonic() + settings.prune_interval_seconds
         self._background: dict[str, threading.Thread] = {}
 
@@ -241,6 +242,7 @@ class Worker:
         types = sorted(self.job_types)
         lease = self.settings.job_lease_seconds
         claimed: list[ClaimedJob] | None = []
+        self._claim_sent = time.monotonic()  # the leases it takes run from no earlier than this
         if not self._in_flight and self._isolated_pending:
             claimed = self._db(
                 lambda: self.store.claim_to_run(self.worker_id, types, 1, lease, True)
@@ -261,6 +263,7 @@ class Worker:
         started = time.monotonic()
         deadline = job.updated_at + timedelta(seconds=timeout)
         ctx = context_for(job, self.worker_id, deadline, self._handler_log, self.upstreams)
+        ctx.lease_held_until = self._claim_sent + self.settings.job_lease_seconds
         self._in_flight[(job.id, job.attempt)] = InFlight(job, ctx, started, started + timeout)
         self._pool.submit((job.id, job.attempt), job_type, ctx)
         self.stats.claimed += 1
@@ -402,6 +405,7 @@ class Worker:
     def _renew(self) -> None:
         held = list(self._in_flight)
         lease = self.settings.job_lease_seconds
+        sent = time.monotonic()
         result = self._db(lambda: self.store.renew(self.worker_id, held, lease))
         if result is None:
             return
@@ -410,6 +414,8 @@ class Worker:
                 item.ctx.request_stop("lease lost")
             elif job_id in result.cancel_requested:
                 item.ctx.request_stop("cancel requested")
+            if job_id not in result.lost:  # renewed: held until ``lease`` after it was sent
+                item.ctx.lease_held_until = sent + lease
 
     def _rescue(self) -> None:
         rescued = self._db(lambda: self.store.rescue(self.policy))

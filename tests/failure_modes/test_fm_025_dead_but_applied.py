@@ -519,3 +519,28 @@ def test_prevented_each_lineage_records_only_the_effect_its_request_made(
     [row] = live_store.ledger_rows()
     assert (row["effect_key"], row["job_id"], row["lineage_id"]) == (made_by_dead, dead.id, dead.id)
     assert violations(live_store) == {}
+
+
+def test_prevented_two_reconcilers_that_disagree_leave_one_answer_and_no_stray_row(
+    store: Store,
+) -> None:
+    """Two reconcilers ask about one job at once (a worker's round and the CLI, found by the
+    session 10 drill: 78 jobs asked twice) and, say, the upstream's answer changed in between:
+    the first recorded answer stands, and the second writes no ledger row beside it."""
+    dead = _dead_unknown(store, "e-twice")
+
+    def says_not_applied(ctx: JobContext) -> AppliedEffect | None:
+        return None
+
+    def answers_after_the_other(ctx: JobContext) -> AppliedEffect | None:
+        other = registry_with(JobType("late", lambda c: None, reconcile=says_not_applied))
+        [first] = reconcile(store, other, {})  # the other reconciler, done meanwhile
+        assert first.effect_status == "not_applied"
+        return AppliedEffect(effect_key(ctx.lineage_id, "late", {}), "billing", ctx.entity_id)
+
+    slow = registry_with(JobType("late", lambda ctx: None, reconcile=answers_after_the_other))
+    [second] = reconcile(store, slow, {})
+    assert (second.job_id, second.effect_status) == (dead.id, "not_applied")  # the first's
+    assert store.get_job(dead.id).effect_status == "not_applied"
+    assert store.ledger_rows() == []  # no row for an answer that was not recorded
+    assert violations(store) == {}

@@ -143,16 +143,20 @@ def test_prevented_replay_after_reconcile_leaves_one_ledger_row(
 LOST = "i_2502"
 
 
-def dead_by_a_lost_answer(store: Store, mocks: Mocks) -> Job:
-    mocks.set_faults("billing", entities={LOST: "lost_response"})
-    job = store.enqueue(request(LOST, job_type="invoice", max_retries=0)).job
+def dead_by_a_lost_answer(
+    store: Store, mocks: Mocks, entity: str = LOST, job_type: str = "invoice"
+) -> Job:
+    """A job of one attempt whose effect Billing applied while the answer was lost."""
+    mocks.set_faults("billing", entities={entity: "lost_response"})
+    job = store.enqueue(request(entity, job_type=job_type, max_retries=0)).job
     run(store, mocks)
-    mocks.set_faults("billing", entities={LOST: "ok"})
+    mocks.set_faults("billing", entities={entity: "ok"})
     dead = store.get_job(job.id)
     assert dead.state is JobState.DEAD and dead.effect_status is None
     [attempt] = store.attempts_of(job.id)
     assert (attempt.outcome, attempt.error_class) == ("error", "UpstreamUnavailable")
-    assert mocks.effects()[invoice_key(job.id, LOST)] == 1  # Billing applied it
+    key = invoice_key(job.id, entity) if job_type == "invoice" else upsert_key(job.id, entity)
+    assert mocks.effects()[key] == 1  # Billing applied it
     assert store.ledger_rows(lineage_id=job.id) == []
     return dead
 
@@ -245,17 +249,7 @@ NEVER_SENT = "c_1504"
 
 
 def customer_dead_by_a_lost_answer(store: Store, mocks: Mocks) -> Job:
-    mocks.set_faults("billing", entities={LOST_CUSTOMER: "lost_response"})
-    job = store.enqueue(request(LOST_CUSTOMER, job_type="customer", max_retries=0)).job
-    run(store, mocks)
-    mocks.set_faults("billing", entities={LOST_CUSTOMER: "ok"})
-    dead = store.get_job(job.id)
-    assert dead.state is JobState.DEAD and dead.effect_status is None
-    [attempt] = store.attempts_of(job.id)
-    assert (attempt.outcome, attempt.error_class) == ("error", "UpstreamUnavailable")
-    assert mocks.effects()[upsert_key(job.id, LOST_CUSTOMER)] == 1  # Billing applied it
-    assert store.ledger_rows(lineage_id=job.id) == []
-    return dead
+    return dead_by_a_lost_answer(store, mocks, LOST_CUSTOMER, "customer")
 
 
 def test_repro_a_customer_upsert_whose_answer_was_lost_stays_unrecorded(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -41,6 +42,17 @@ def run_burst(store: Store, *job_types: JobType, concurrency: int = 4, **setting
     )
     worker.run()
     return worker
+
+
+def run_until(worker: Worker, done: Callable[[], bool], what: str) -> None:
+    """Run ``worker`` on a thread until ``done``, then stop it."""
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        wait_for(done, 20, what)
+    finally:
+        worker.request_stop()
+        thread.join(20)
 
 
 def test_burst_drains_noop_jobs(live_store: Store) -> None:
@@ -227,17 +239,11 @@ def test_worker_reconciles_unknown_outcomes_periodically(live_store: Store) -> N
         fast_settings(reconcile_interval_seconds=0.2),
         concurrency=1,
     )
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    try:
-        wait_for(
-            lambda: live_store.get_job(job_id).effect_status == "applied",
-            20,
-            "the worker's reconcile to record the effect",
-        )
-    finally:
-        worker.request_stop()
-        thread.join(20)
+    run_until(
+        worker,
+        lambda: live_store.get_job(job_id).effect_status == "applied",
+        "the worker's reconcile to record the effect",
+    )
     job = live_store.get_job(job_id)
     assert job.state is JobState.DEAD  # history is not rewritten
     assert asked == [job_id]
@@ -271,16 +277,10 @@ def test_worker_reconcile_rounds_page_past_jobs_the_upstream_cannot_answer_for(
         fast_settings(reconcile_interval_seconds=0.1),
         concurrency=3,
     )
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    try:
-        wait_for(
-            lambda: live_store.get_job(ids[2]).effect_status == "applied",
-            20,
-            "the job after the two that cannot be answered to be reconciled",
-        )
-    finally:
-        worker.request_stop()
-        thread.join(20)
+    run_until(
+        worker,
+        lambda: live_store.get_job(ids[2]).effect_status == "applied",
+        "the job after the two that cannot be answered to be reconciled",
+    )
     assert {live_store.get_job(i).effect_status for i in ids[:2]} == {None}
     assert "ok" in asked and asked.index("ok") > asked.index("down-2")

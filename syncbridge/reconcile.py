@@ -38,8 +38,9 @@ def unreconciled(
 ) -> list[Job]:
     """Up to ``limit`` jobs to ask about, in id order after ``after_id``: terminal, not
     succeeded, with an attempt of unknown outcome, no ``effect_status`` yet, finished at least
-    ``settle_seconds`` ago (an attempt given up on at its deadline may still have a request on
-    its way; the upstream client's timeout bounds it)."""
+    ``settle_seconds`` ago: an attempt given up on (its deadline, the client's timeout) may
+    still have a request on its way or queued upstream. The settle time is a margin for it, not
+    a bound; a reconciler whose upstream lists requests in progress also waits for those."""
     unknown = exists().where(
         attempts.c.job_id == jobs.c.id,
         attempts.c.outcome.in_([str(o) for o in UNKNOWN_OUTCOMES]),

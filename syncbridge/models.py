@@ -314,6 +314,20 @@ CORRELATION_ID_MAX = 200
 _DERIVED_SUFFIXES = re.compile(r"(?:~follow-up|~replay-[0-9a-f]{8})+\Z")
 
 
+def correlation_id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a job's correlation id, or None. It travels as the
+    ``X-Correlation-ID`` header of every upstream call: text that is not printable ASCII, or has
+    a space at either end, made every call of the job fail before it left the process."""
+    if len(value) > CORRELATION_ID_MAX:
+        return f"is {len(value)} characters long; the limit is {CORRELATION_ID_MAX}"
+    if not value or not value.isascii() or not value.isprintable() or value != value.strip():
+        return (
+            "must be printable ASCII with no space at either end (it is sent upstream as the "
+            f"X-Correlation-ID header), got {value!r}"
+        )
+    return None
+
+
 def derived_correlation_id(parent: str, suffix: str) -> str:
     """The correlation id of a job made from another (its follow-up, a replay of it): the id
     the chain started with, the suffixes earlier derivations added taken off, then ``~suffix``.

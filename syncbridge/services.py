@@ -14,7 +14,13 @@ from syncbridge.config import Settings
 from syncbridge.db.queries import Store
 from syncbridge.errors import IllegalTransition, InvalidInput
 from syncbridge.metrics import observe_enqueue
-from syncbridge.models import CORRELATION_ID_MAX, EnqueueRequest, EnqueueResult, Job
+from syncbridge.models import (
+    CORRELATION_ID_MAX,
+    EnqueueRequest,
+    EnqueueResult,
+    Job,
+    correlation_id_problem,
+)
 from syncbridge.plugins import Registry
 
 ENTITY_ID_MAX = 255
@@ -60,11 +66,9 @@ def validate_correlation_id(value: Any) -> None:
     end). Accepted otherwise, it made every upstream call of the job fail before it left the
     process (``UnicodeEncodeError``, or h11's refusal), retried until the job was dead."""
     validate_text("correlation id", value, CORRELATION_ID_MAX)
-    if not value.isascii() or value != value.strip():
-        raise InvalidInput(
-            f"correlation id must be printable ASCII with no space at either end (it is sent "
-            f"upstream as the X-Correlation-ID header), got {value!r}"
-        )
+    problem = correlation_id_problem(value)
+    if problem is not None:
+        raise InvalidInput(f"correlation id {problem}")
 
 
 def validate_payload(payload: object) -> dict[str, Any]:

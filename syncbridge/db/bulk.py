@@ -21,7 +21,7 @@ from syncbridge.db.driver import driver_errors, driver_of, sqlite_driver_of, sql
 from syncbridge.db.operator import OperatorStore
 from syncbridge.db.schema import attempts, idempotency_keys, jobs, ledger, workers
 from syncbridge.errors import InvalidBatchRequest
-from syncbridge.models import EnqueueRequest, EnqueueResult, Job
+from syncbridge.models import EnqueueRequest, EnqueueResult, Job, correlation_id_problem
 from syncbridge.states import TERMINAL_STATES
 
 CHUNK = 1000
@@ -56,10 +56,15 @@ class BulkStore(OperatorStore):
         return [result for result in results if result is not None]
 
     def _refuse_conflicting_keys(self, requests: Sequence[EnqueueRequest]) -> dict[str, str]:
-        """What ``enqueue`` would refuse for a key, checked for the whole batch at once.
-        Returns each key's parameter hash (one per key, as checked), which the rows reuse."""
+        """What ``enqueue`` would refuse for a key (or a correlation id), checked for the whole
+        batch at once. Returns each key's parameter hash (one per key, as checked), which the
+        rows reuse."""
         keyed: dict[str, tuple[int, str]] = {}
         for index, request in enumerate(requests):
+            if request.correlation_id is not None:
+                problem = correlation_id_problem(request.correlation_id)
+                if problem is not None:
+                    raise InvalidBatchRequest(index, f"correlation id {problem}")
             key = request.idempotency_key
             if key is None:
                 continue

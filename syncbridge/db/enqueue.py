@@ -33,7 +33,13 @@ from syncbridge.db.notify import notify_enqueued
 from syncbridge.db.schema import idempotency_keys, jobs
 from syncbridge.db.types import UTCDateTime
 from syncbridge.errors import InvalidInput
-from syncbridge.models import EnqueueRequest, EnqueueResult, Job, derived_correlation_id
+from syncbridge.models import (
+    EnqueueRequest,
+    EnqueueResult,
+    Job,
+    correlation_id_problem,
+    derived_correlation_id,
+)
 from syncbridge.states import ACTIVE_STATES, JobState
 
 ACTIVE = [str(state) for state in ACTIVE_STATES]
@@ -61,6 +67,10 @@ class EnqueueStore(StoreBase):
         inserts or names a conflict that the follow-up reads resolve. A conflicting job can finish
         between the two statements, so the loop tries again.
         """
+        if request.correlation_id is not None:
+            problem = correlation_id_problem(request.correlation_id)
+            if problem is not None:
+                raise InvalidInput(f"correlation id {problem}")
         digest = params_hash(request.job_type, request.entity_id, request.payload)
         fresh = self._insert_fresh(request, digest)
         if fresh is not None:

@@ -13,7 +13,7 @@ from syncbridge.clock import FakeClock
 from syncbridge.db.engine import make_engine
 from syncbridge.db.queries import Store
 from syncbridge.db.schema import jobs
-from syncbridge.errors import InvalidInput
+from syncbridge.errors import InvalidBatchRequest, InvalidInput
 from syncbridge.models import EnqueueRequest, Job
 from syncbridge.states import JobState
 
@@ -180,3 +180,28 @@ def test_concurrent_bulk_loads_from_separate_engines_lose_and_double_nothing(
     assert len(fresh) == len(set(fresh)) == 2 * 700 + 300
     entities = [job.entity_id for job in store.list_jobs(limit=5000)]
     assert len(entities) == len(set(entities)) == 2 * 700 + 300
+
+
+UNSENDABLE_CORRELATION_IDS = ["café-123", "注文-42", "req-42 ", " req-42", "tab\tin", "c" * 201, ""]
+
+
+@pytest.mark.parametrize("correlation_id", UNSENDABLE_CORRELATION_IDS)
+def test_the_python_api_refuses_correlation_ids_that_cannot_be_sent_as_a_header(
+    store: Store, correlation_id: str
+) -> None:
+    """Every upstream call carries the job's correlation id as ``X-Correlation-ID``: one that
+    cannot be a header would make each call fail before it left the process, until the job was
+    dead. One by one and in bulk (nothing of the batch is stored), the store refuses it."""
+    with pytest.raises(InvalidInput, match="correlation id"):
+        store.enqueue(req("e-corr", correlation_id=correlation_id))
+    batch = [req("e-ok"), req("e-corr", correlation_id=correlation_id), req("e-ok-2")]
+    with pytest.raises(InvalidBatchRequest, match="request 2: correlation id") as refused:
+        store.enqueue_many(batch)
+    assert refused.value.index == 1
+    assert not any(store.counts_by_state().values())  # nothing stored
+
+
+def test_sendable_correlation_ids_are_kept_as_given(store: Store) -> None:
+    for n, correlation_id in enumerate(["req-42", "a~b", "c" * 200, "x!#$%&'*+.^_`|~:/=?@[]"]):
+        job = store.enqueue(req(f"e-{n}", correlation_id=correlation_id)).job
+        assert stored(store, job.id).correlation_id == correlation_id

@@ -131,11 +131,12 @@ class BillingState(ServerState):
         try:
             yield
         finally:
-            with self._lock:
-                pending = self._customer_requests[customer_id]
-                pending.remove(request)
+            with self._lock:  # a reset meanwhile has emptied the list already
+                pending = self._customer_requests.get(customer_id, [])
+                if request in pending:
+                    pending.remove(request)
                 if not pending:
-                    del self._customer_requests[customer_id]
+                    self._customer_requests.pop(customer_id, None)
 
     def invoice(self, invoice_id: str) -> dict[str, Any] | None:
         with self._lock:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from syncbridge.errors import InvalidInput
 from syncbridge.jobtypes import AppliedEffect
 from syncbridge.json_codec import json_loads
 from syncbridge.states import AttemptOutcome, JobState
@@ -326,6 +327,13 @@ def correlation_id_problem(value: str) -> str | None:
             f"X-Correlation-ID header), got {value!r}"
         )
     return None
+
+
+def check_correlation_id(value: str) -> None:
+    """Refuse (``InvalidInput``) what :func:`correlation_id_problem` finds wrong."""
+    problem = correlation_id_problem(value)
+    if problem is not None:
+        raise InvalidInput(f"correlation id {problem}")
 
 
 def derived_correlation_id(parent: str, suffix: str) -> str:

@@ -19,7 +19,7 @@ from syncbridge.models import (
     EnqueueRequest,
     EnqueueResult,
     Job,
-    correlation_id_problem,
+    check_correlation_id,
 )
 from syncbridge.plugins import Registry
 
@@ -66,9 +66,7 @@ def validate_correlation_id(value: Any) -> None:
     end). Accepted otherwise, it made every upstream call of the job fail before it left the
     process (``UnicodeEncodeError``, or h11's refusal), retried until the job was dead."""
     validate_text("correlation id", value, CORRELATION_ID_MAX)
-    problem = correlation_id_problem(value)
-    if problem is not None:
-        raise InvalidInput(f"correlation id {problem}")
+    check_correlation_id(value)
 
 
 def validate_payload(payload: object) -> dict[str, Any]:

@@ -128,7 +128,6 @@ class Worker:
         self._next_rescue = 0.0
         self._next_reconcile = time.monotonic() + settings.reconcile_interval_seconds
         self._reconcile_after = 0  # where the next round goes on (0: from the start)
-        self._claim_sent = 0.0
         self._next_prune = time.monotonic() + settings.prune_interval_seconds
         self._background: dict[str, threading.Thread] = {}
 
@@ -242,7 +241,7 @@ class Worker:
         types = sorted(self.job_types)
         lease = self.settings.job_lease_seconds
         claimed: list[ClaimedJob] | None = []
-        self._claim_sent = time.monotonic()  # the leases it takes run from no earlier than this
+        sent = time.monotonic()  # the leases it takes run from no earlier than this
         if not self._in_flight and self._isolated_pending:
             claimed = self._db(
                 lambda: self.store.claim_to_run(self.worker_id, types, 1, lease, True)
@@ -251,11 +250,11 @@ class Worker:
         if not claimed and not self._isolated_waiting:
             claimed = self._db(lambda: self.store.claim_to_run(self.worker_id, types, free, lease))
         for job in claimed or []:
-            self._start(job)
+            self._start(job, lease_held_until=sent + lease)
         if claimed and len(claimed) >= free:
             self._wake.set()  # a full batch: more may be due, claim again without waiting
 
-    def _start(self, job: ClaimedJob) -> None:
+    def _start(self, job: ClaimedJob, lease_held_until: float) -> None:
         job_type = self.job_types[job.job_type]
         timeout = (
             job.timeout_seconds or job_type.timeout_seconds or (self.settings.job_timeout_seconds)
@@ -263,7 +262,7 @@ class Worker:
         started = time.monotonic()
         deadline = job.updated_at + timedelta(seconds=timeout)
         ctx = context_for(job, self.worker_id, deadline, self._handler_log, self.upstreams)
-        ctx.lease_held_until = self._claim_sent + self.settings.job_lease_seconds
+        ctx.lease_held_until = lease_held_until
         self._in_flight[(job.id, job.attempt)] = InFlight(job, ctx, started, started + timeout)
         self._pool.submit((job.id, job.attempt), job_type, ctx)
         self.stats.claimed += 1

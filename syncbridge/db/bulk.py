@@ -41,7 +41,7 @@ class BulkStore(OperatorStore):
         parameters, refuses the whole batch before anything is stored
         (:class:`InvalidBatchRequest`). Only a key taken by a concurrent enqueue after that
         check, or a lost database, can stop a batch midway, after some chunks committed."""
-        digests = self._refuse_conflicting_keys(requests)
+        digests = self._refuse_bad_requests(requests)
         results: list[EnqueueResult | None] = [None] * len(requests)
         for start in range(0, len(requests), ENQUEUE_CHUNK):
             chunk = requests[start : start + ENQUEUE_CHUNK]
@@ -55,7 +55,7 @@ class BulkStore(OperatorStore):
                     results[position] = self.enqueue(request)
         return [result for result in results if result is not None]
 
-    def _refuse_conflicting_keys(self, requests: Sequence[EnqueueRequest]) -> dict[str, str]:
+    def _refuse_bad_requests(self, requests: Sequence[EnqueueRequest]) -> dict[str, str]:
         """What ``enqueue`` would refuse for a key (or a correlation id), checked for the whole
         batch at once. Returns each key's parameter hash (one per key, as checked), which the
         rows reuse."""

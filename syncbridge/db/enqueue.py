@@ -37,7 +37,7 @@ from syncbridge.models import (
     EnqueueRequest,
     EnqueueResult,
     Job,
-    correlation_id_problem,
+    check_correlation_id,
     derived_correlation_id,
 )
 from syncbridge.states import ACTIVE_STATES, JobState
@@ -68,9 +68,7 @@ class EnqueueStore(StoreBase):
         between the two statements, so the loop tries again.
         """
         if request.correlation_id is not None:
-            problem = correlation_id_problem(request.correlation_id)
-            if problem is not None:
-                raise InvalidInput(f"correlation id {problem}")
+            check_correlation_id(request.correlation_id)
         digest = params_hash(request.job_type, request.entity_id, request.payload)
         fresh = self._insert_fresh(request, digest)
         if fresh is not None:

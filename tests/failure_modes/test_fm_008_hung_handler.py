@@ -31,6 +31,10 @@ from tests.helpers import fast_settings, registry_with
 WAIT = 20.0
 TIMEOUT = 0.3
 SETTINGS = fast_settings(job_lease_seconds=0.15, rescue_interval_seconds=0.05)
+# The repro needs the loop to keep one lease fresh for ten renewals: a 0.15 s lease left a
+# loop stalled for that long on a loaded machine (the full suite on two cores) to its own
+# rescuer, and the renewals stopped. 0.6 s: still ten renewals in about two seconds.
+REPRO_SETTINGS = fast_settings(job_lease_seconds=0.6, rescue_interval_seconds=0.05)
 
 
 class NoTimeoutWorker(Worker):
@@ -80,7 +84,7 @@ def test_repro_without_timeout_renewal_keeps_a_hung_job_running(
     started = threading.Event()
     job_id = store.enqueue(request("hung", job_type="stuck_call", max_retries=1)).job.id
     worker = NoTimeoutWorker(
-        store, registry_with(hung_type(hang, started)), SETTINGS, concurrency=2, worker_id="w"
+        store, registry_with(hung_type(hang, started)), REPRO_SETTINGS, concurrency=2, worker_id="w"
     )
     thread = threading.Thread(target=worker.run)
     thread.start()

@@ -201,6 +201,16 @@ class Services:
         detail = job.to_dict()
         detail["attempts"] = [attempt.to_dict() for attempt in self.store.attempts_of(job_id)]
         detail["lineage"] = self.store.lineage_of(job)
+        next_ask = self.store.next_ask(job_id)
+        detail["reconcile"] = (
+            None
+            if next_ask is None
+            else {
+                "asks": next_ask.asks,
+                "next_ask_at": next_ask.next_ask_at.isoformat(),
+                "last_error": next_ask.last_error,
+            }
+        )
         return detail
 
     def cancel(self, job_id: int) -> Job:

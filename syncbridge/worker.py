@@ -458,6 +458,7 @@ class Worker:
                     self.worker_id,
                     after_id=self._reconcile_after,
                     settle_seconds=self.settings.reconcile_settle_seconds,
+                    due_only=True,
                 )
             except DBAPIError as exc:
                 self._emit("reconcile_failed", level="warning", error=str(exc.orig or exc)[:200])

@@ -153,9 +153,18 @@ class Lineage(BaseModel):
     replayed_by: list[int] = Field(description="The jobs that replay this one.")
 
 
+class ReconcileOut(BaseModel):
+    asks: int = Field(description="Times reconcile asked the upstream, which could not tell.")
+    next_ask_at: Timestamp = Field(description="When the workers ask again.")
+    last_error: str | None = Field(description="Why the last ask got no answer.")
+
+
 class JobDetailOut(JobOut):
     attempts: list[AttemptOut]
     lineage: Lineage
+    reconcile: ReconcileOut | None = Field(
+        description="Where the job's effect is unknown and its upstream could not tell yet."
+    )
 
 
 class JobPage(BaseModel):

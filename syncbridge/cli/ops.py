@@ -76,7 +76,9 @@ def reconcile(app: App, limit: int, after: int, as_json: bool) -> None:
 
     Asks about jobs in id order, at most --limit of them, each finished at least
     SYNCBRIDGE_RECONCILE_SETTLE_SECONDS ago. With a full batch, the JSON's next_cursor is the
-    --after for the next run."""
+    --after for the next run. Jobs the upstream could not answer for are asked about here
+    whenever the command runs; workers ask about them again only when due (30-60 s after the
+    first ask, doubling up to an hour), which the output shows."""
     from syncbridge.upstream import build_upstreams, close_upstreams
 
     upstreams = build_upstreams(app.settings)
@@ -93,11 +95,25 @@ def reconcile(app: App, limit: int, after: int, as_json: bool) -> None:
         close_upstreams(upstreams)
     next_cursor = results[-1].job_id if len(results) == limit else None
     if as_json:
-        emit_json({"items": [r.__dict__ for r in results], "next_cursor": next_cursor})
+        items = [
+            {**r.__dict__, "next_ask_at": r.next_ask_at and r.next_ask_at.isoformat()}
+            for r in results
+        ]
+        emit_json({"items": items, "next_cursor": next_cursor})
         return
     table(
-        ("job", "effect status", "upstream ref", "error"),
-        [(r.job_id, r.effect_status or "unknown", r.upstream_ref, r.error) for r in results],
+        ("job", "effect status", "upstream ref", "error", "asks", "workers ask next"),
+        [
+            (
+                r.job_id,
+                r.effect_status or "unknown",
+                r.upstream_ref,
+                r.error,
+                r.asks,
+                r.next_ask_at and r.next_ask_at.isoformat(timespec="seconds"),
+            )
+            for r in results
+        ],
     )
     if next_cursor is not None:
         click.echo(f"more may follow: syncbridge reconcile --after {next_cursor}")

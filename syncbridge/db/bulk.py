@@ -18,8 +18,15 @@ from sqlalchemy.exc import IntegrityError
 from syncbridge.db import driver_sql, sqlite_sql
 from syncbridge.db.base import params_hash
 from syncbridge.db.driver import driver_errors, driver_of, sqlite_driver_of, sqlite_errors
-from syncbridge.db.operator import OperatorStore
-from syncbridge.db.schema import attempts, idempotency_keys, jobs, ledger, workers
+from syncbridge.db.outcomes import OutcomeStore
+from syncbridge.db.schema import (
+    attempts,
+    idempotency_keys,
+    jobs,
+    ledger,
+    reconcile_asks,
+    workers,
+)
 from syncbridge.errors import InvalidBatchRequest
 from syncbridge.models import EnqueueRequest, EnqueueResult, Job, correlation_id_problem
 from syncbridge.states import TERMINAL_STATES
@@ -29,7 +36,7 @@ CHUNK = 1000
 ENQUEUE_CHUNK = 10_000
 
 
-class BulkStore(OperatorStore):
+class BulkStore(OutcomeStore):
     def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[EnqueueResult]:
         """Enqueue every request, with the results :meth:`enqueue` would give one by one in
         this order. Per chunk, one bulk insert takes each request whose entity and key no
@@ -315,7 +322,8 @@ class BulkStore(OperatorStore):
 
     def prune(self, finished_before: datetime, dry_run: bool = False) -> int:
         """Delete terminal jobs finished before the cutoff, with their attempts, except those
-        that an idempotency key, a ledger row or a replay link still needs."""
+        that an idempotency key, a ledger row or a replay link still needs, and those reconcile
+        is still asking about (its upstream could not tell yet whether their effect happened)."""
         replayer = jobs.alias()
         doomed = select(jobs.c.id).where(
             jobs.c.state.in_([str(s) for s in TERMINAL_STATES]),
@@ -324,6 +332,8 @@ class BulkStore(OperatorStore):
             ~exists().where(idempotency_keys.c.job_id == jobs.c.id),
             ~exists().where(ledger.c.job_id == jobs.c.id),
             ~exists().where(replayer.c.replay_of_job_id == jobs.c.id),
+            # Still asked about: its effect may exist upstream with no record here yet.
+            ~exists().where(reconcile_asks.c.job_id == jobs.c.id),
         )
         with self.engine.begin() as conn:
             ids = list(conn.execute(doomed).scalars())

@@ -156,6 +156,18 @@ idempotency_keys = Table(
     Index("ix_idempotency_keys_job", "job_id"),
 )
 
+# When reconcile asks again about a job whose upstream could not tell (migration 0009): kept in
+# the database, so that a restarted worker does not begin again with the jobs nobody can answer
+# for. A row exists only while the job is unanswered; the answer deletes it.
+reconcile_asks = Table(
+    "reconcile_asks",
+    metadata,
+    Column("job_id", Id, ForeignKey("jobs.id"), primary_key=True),
+    Column("asks", Integer, nullable=False),
+    Column("next_ask_at", UTCDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+)
+
 workers = Table(
     "workers",
     metadata,

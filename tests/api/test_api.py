@@ -145,6 +145,23 @@ def test_detail_is_the_cli_model(client: httpx.Client, store: Store, services: S
     assert detail["attempts"][0]["duration_ms"] == 250.0
     assert detail["last_error"]["class"] == "UpstreamUnavailable"
     assert detail["lineage"] == {"replays": [], "replayed_by": []}
+    assert detail["reconcile"] is None  # never asked about
+
+
+def test_detail_shows_when_reconcile_asks_again(
+    client: httpx.Client, store: Store, services: Services
+) -> None:
+    dead = dead_job(store, "c_1013")
+    asked = store.ask_again_later(dead.id, "UpstreamUnavailable: billing -> 503", lambda n: 45.0)
+    assert asked is not None
+    detail = client.get(f"/api/jobs/{dead.id}").json()
+    assert detail == services.job_detail(dead.id)
+    assert detail["reconcile"] == {
+        "asks": 1,
+        "next_ask_at": asked.next_ask_at.isoformat(),
+        "last_error": "UpstreamUnavailable: billing -> 503",
+    }
+    assert detail["effect_status"] is None
 
 
 def test_unknown_and_malformed_ids(client: httpx.Client) -> None:

@@ -52,6 +52,17 @@ def _no_inline_script(page: str) -> None:
     assert finder.found == []
 
 
+def test_job_page_shows_when_reconcile_asks_again(browser: httpx.Client, store: Store) -> None:
+    """The upstream's error is text from outside: shown escaped, like an entity id."""
+    dead = dead_job(store, "c_2001")
+    assert store.ask_again_later(dead.id, f"UpstreamUnavailable: {HOSTILE}", lambda n: 45.0)
+    page = browser.get(f"/ui/jobs/{dead.id}")
+    assert page.status_code == 200
+    assert "unknown: asked 1 time, next at" in page.text
+    assert HOSTILE not in page.text and html.escape(HOSTILE, quote=False) in page.text
+    _no_inline_script(page.text)
+
+
 def test_hostile_entity_id_is_shown_as_text(browser: httpx.Client, store: Store) -> None:
     dead = dead_job(store, HOSTILE)
     for path in ("/ui/jobs", f"/ui/jobs/{dead.id}", "/ui/dlq", "/ui/jobs?entity_id=" + HOSTILE):

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from syncbridge.clock import FakeClock
+from syncbridge.db.outcomes import NextAsk
 from syncbridge.db.queries import Store
 from syncbridge.errors import UpstreamUnavailable
 from syncbridge.jobtypes import AppliedEffect, JobContext, JobType, effect_key
@@ -175,7 +177,7 @@ def test_repro_a_lost_answer_on_the_last_attempt_goes_unreconciled(
     dead = dead_by_a_lost_answer(live_store, mocks)
     # Unsafe variant: a retryable error counted as a known outcome (before session 9).
     known_error = UNKNOWN_OUTCOMES - {AttemptOutcome.ERROR}
-    monkeypatch.setattr("syncbridge.reconcile.UNKNOWN_OUTCOMES", known_error)
+    monkeypatch.setattr("syncbridge.db.outcomes.UNKNOWN_OUTCOMES", known_error)
     assert _reconcile(live_store, mocks) == []
     assert live_store.get_job(dead.id).effect_status is None
     assert live_store.ledger_rows(lineage_id=dead.id) == []  # an applied effect, no record
@@ -418,6 +420,71 @@ def test_prevented_rounds_page_on_past_jobs_that_cannot_be_answered(store: Store
     assert [r.job_id for r in reconcile(store, registry, {}, limit=3)] == [j.id for j in stuck]
 
 
+# Restarted (session 11): the place a worker's rounds had reached lived in its memory, so each
+# restart began again with the jobs nobody could answer for (drill 2 of session 10: 32 of 53
+# rounds were full batches of them). Each such job now has a next ask in the database
+# (``reconcile_asks``), and workers ask only the jobs that are due.
+def test_repro_a_restarted_worker_begins_again_with_the_jobs_nobody_can_answer_for(
+    store: Store,
+) -> None:
+    stuck, answerable, registry = _starving(store)
+    for _restart in range(5):  # unsafe: every job asked every round, the place kept in memory
+        results = reconcile(store, registry, {}, limit=3, after_id=0)
+        assert [r.job_id for r in results] == [job.id for job in stuck]
+    assert store.get_job(answerable.id).effect_status is None
+
+
+def test_prevented_a_restarted_worker_asks_only_the_jobs_that_are_due(
+    store: Store, clock: FakeClock
+) -> None:
+    stuck, answerable, registry = _starving(store)
+    first = reconcile(store, registry, {}, limit=3, due_only=True)
+    assert [(r.effect_status, r.asks) for r in first] == [(None, 1)] * 3
+    assert all(r.error == "UpstreamUnavailable: billing -> 503" for r in first)
+    now = clock.now()
+    for result in first:  # the jobs' retry curve: 30 to 60 s after the first ask
+        assert result.next_ask_at is not None
+        assert now + timedelta(seconds=30) <= result.next_ask_at <= now + timedelta(seconds=60)
+        assert store.next_ask(result.job_id) == NextAsk(1, result.next_ask_at, result.error)
+    # A restart: its place is lost, yet the round goes straight to the job that can be answered.
+    [second] = reconcile(store, registry, {}, limit=3, after_id=0, due_only=True)
+    assert (second.job_id, second.effect_status) == (answerable.id, "not_applied")
+    assert reconcile(store, registry, {}, limit=3, due_only=True) == []
+    clock.advance(60)
+    again = reconcile(store, registry, {}, limit=3, due_only=True)
+    assert [(r.job_id, r.asks) for r in again] == [(job.id, 2) for job in stuck]
+    for result in again:  # doubled: 60 to 120 s
+        assert result.next_ask_at is not None
+        later = clock.now()
+        assert later + timedelta(seconds=60) <= result.next_ask_at <= later + timedelta(seconds=120)
+    # The command asks whenever it is run, due or not, and counts the ask.
+    assert [r.asks for r in reconcile(store, registry, {}, limit=3)] == [3, 3, 3]
+    assert violations(store) == {}
+
+
+def test_prevented_an_answer_ends_the_asking(store: Store, clock: FakeClock) -> None:
+    answered: set[str] = set()
+    dead = _dead_unknown(store, "e-later")
+
+    def reconciler(ctx: JobContext) -> AppliedEffect | None:
+        if ctx.entity_id not in answered:
+            raise UpstreamUnavailable("billing -> 503")
+        return AppliedEffect(effect_key(ctx.lineage_id, "late", {}), "billing", ctx.entity_id)
+
+    registry = registry_with(JobType("late", lambda ctx: None, reconcile=reconciler))
+    [unknown] = reconcile(store, registry, {}, due_only=True)
+    assert unknown.asks == 1 and store.next_ask(dead.id) is not None
+    answered.add("e-later")
+    clock.advance(61)
+    [result] = reconcile(store, registry, {}, due_only=True)
+    assert (result.effect_status, result.asks, result.next_ask_at) == ("applied", None, None)
+    assert store.next_ask(dead.id) is None  # nothing left to ask about
+    assert [row["job_id"] for row in store.ledger_rows()] == [dead.id]
+    # An ask that ends after another reconciler answered records nothing.
+    assert store.ask_again_later(dead.id, "late 503", lambda asks: 60.0) is None
+    assert store.next_ask(dead.id) is None
+
+
 def test_prevented_the_reconcile_command_pages_on_and_waits_for_the_settle_time(
     live_store: Store, mocks: Mocks, database_url: str
 ) -> None:
@@ -451,6 +518,9 @@ def test_prevented_the_reconcile_command_pages_on_and_waits_for_the_settle_time(
         (job.id, None) for job in stuck
     ]
     assert page["next_cursor"] == stuck[-1].id
+    for item in page["items"]:  # counted, and when workers ask next
+        assert item["asks"] == 1 and item["error"].startswith("UpstreamUnavailable")
+        assert item["next_ask_at"] == live_store.next_ask(item["job_id"]).next_ask_at.isoformat()
     after = str(page["next_cursor"])
     second = run_cli(
         database_url, "reconcile", "--json", "--limit", "2", "--after", after, **mocks.env()
@@ -463,6 +533,8 @@ def test_prevented_the_reconcile_command_pages_on_and_waits_for_the_settle_time(
                 "effect_status": "applied",
                 "upstream_ref": LOST_CUSTOMER,
                 "error": None,
+                "asks": None,
+                "next_ask_at": None,
             }
         ],
         "next_cursor": None,

@@ -7,7 +7,7 @@ from datetime import timedelta
 from syncbridge.clock import FakeClock
 from syncbridge.db.queries import Store
 from syncbridge.jobtypes import AppliedEffect
-from syncbridge.models import Completion, EnqueueRequest
+from syncbridge.models import Completion, EnqueueRequest, ErrorSnapshot
 from syncbridge.states import AttemptOutcome, JobState
 
 
@@ -56,3 +56,24 @@ def test_prune_keeps_what_is_still_needed(store: Store, clock: FakeClock) -> Non
     assert remaining == {"keyed", "effect", "young2"}
     assert store.attempts_of(plain.id) == []
     assert store.enqueue(req("keyed", idempotency_key="k")).job.id == keyed.id
+
+
+def test_prune_keeps_a_job_reconcile_is_still_asking_about(store: Store, clock: FakeClock) -> None:
+    """A job whose upstream could not yet tell whether its effect happened (it has a next ask,
+    ``reconcile_asks``) is kept: pruned, its effect could exist upstream with no record here.
+    Once answered, it goes like any other."""
+    job = store.enqueue(EnqueueRequest("noop", "unknown", {}, 0)).job
+    [claimed] = store.claim("w", ["noop"], 1, 60)
+    error = ErrorSnapshot("UpstreamTimeout", "no answer", True, None)
+    store.complete([Completion(claimed.id, claimed.attempt, "w", AttemptOutcome.ERROR, error)])
+    dead = store.get_job(job.id)
+    assert dead.state is JobState.DEAD
+    assert store.ask_again_later(job.id, "billing -> 503", lambda asks: 60.0) is not None
+    clock.advance(8 * 86400)
+    cutoff = clock.now() - timedelta(days=7)
+    assert store.prune(cutoff) == 0
+    assert store.get_job(job.id) == dead and store.next_ask(job.id) is not None
+    assert store.record_effect_status(dead, "not_applied", None) == (True, "not_applied")
+    assert store.next_ask(job.id) is None
+    assert store.prune(cutoff) == 1
+    assert store.list_jobs(limit=10) == []

@@ -284,3 +284,42 @@ def test_worker_reconcile_rounds_page_past_jobs_the_upstream_cannot_answer_for(
     )
     assert {live_store.get_job(i).effect_status for i in ids[:2]} == {None}
     assert "ok" in asked and asked.index("ok") > asked.index("down-2")
+
+
+def test_a_restarted_worker_does_not_ask_again_before_the_next_ask_is_due(
+    live_store: Store,
+) -> None:
+    """The next ask about a job its upstream could not answer for is in the database: a worker
+    started after another asked about it waits for it (30 s at least), instead of beginning its
+    rounds with it again."""
+    asked: list[str] = []
+
+    def hangs(ctx: JobContext) -> None:
+        ctx.wait_for_stop(10)
+
+    def reconciler(ctx: JobContext) -> AppliedEffect | None:
+        asked.append(ctx.entity_id)
+        if ctx.entity_id.startswith("down"):
+            raise UpstreamUnavailable("billing -> 503")
+        return AppliedEffect(f"found-{ctx.entity_id}", "billing", "inv_9")
+
+    registry = registry_with(JobType("hangs", hangs, timeout_seconds=0.2, reconcile=reconciler))
+    down = [enqueue(live_store, "hangs", f"down-{n}", max_retries=0) for n in range(2)]
+
+    def started() -> Worker:
+        return Worker(
+            live_store, registry, fast_settings(reconcile_interval_seconds=0.1), concurrency=2
+        )
+
+    run_until(started(), lambda: len(asked) >= 2, "the first worker to ask about both jobs")
+    assert sorted(asked) == ["down-0", "down-1"]
+    ok = enqueue(live_store, "hangs", "ok", max_retries=0)
+    run_until(
+        started(),
+        lambda: live_store.get_job(ok).effect_status == "applied",
+        "the restarted worker to reconcile the job that can be answered",
+    )
+    assert sorted(asked) == ["down-0", "down-1", "ok"]  # none asked about twice
+    for job_id in down:
+        next_ask = live_store.next_ask(job_id)
+        assert next_ask is not None and next_ask.asks == 1

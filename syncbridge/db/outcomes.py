@@ -1,0 +1,156 @@
+"""Reconcile's reads and writes: the finished jobs whose effect is unknown, the answer an
+upstream gave for one, and when to ask again about one it could not answer for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from syncbridge.db.operator import OperatorStore
+from syncbridge.db.schema import attempts, jobs, reconcile_asks
+from syncbridge.jobtypes import AppliedEffect
+from syncbridge.models import Job
+from syncbridge.states import TERMINAL_STATES, UNKNOWN_OUTCOMES, JobState
+
+LAST_ERROR_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class NextAsk:
+    """A job its upstream could not answer for: how often it was asked, and when next."""
+
+    asks: int
+    next_ask_at: datetime
+    last_error: str | None
+
+
+class OutcomeStore(OperatorStore):
+    def unreconciled(
+        self,
+        job_types: list[str],
+        limit: int,
+        after_id: int = 0,
+        settle_seconds: float = 0.0,
+        due_only: bool = False,
+    ) -> list[Job]:
+        """Up to ``limit`` jobs to ask about, in id order after ``after_id``: terminal, not
+        succeeded, with an attempt of unknown outcome, no ``effect_status`` yet, finished at
+        least ``settle_seconds`` ago: an attempt given up on (its deadline, the client's timeout)
+        may still have a request on its way or queued upstream. The settle time is a margin for
+        it, not a bound; a reconciler whose upstream lists requests in progress also waits for
+        those. ``due_only``: not the jobs whose next ask (:meth:`ask_again_later`) is still to
+        come."""
+        unknown = exists().where(
+            attempts.c.job_id == jobs.c.id,
+            attempts.c.outcome.in_([str(o) for o in UNKNOWN_OUTCOMES]),
+        )
+        query = (
+            select(jobs)
+            .where(
+                jobs.c.state.in_([str(s) for s in TERMINAL_STATES if s is not JobState.SUCCEEDED]),
+                jobs.c.effect_status.is_(None),
+                jobs.c.job_type.in_(job_types),
+                jobs.c.id > after_id,
+                unknown,
+            )
+            .order_by(jobs.c.id)
+            .limit(limit)
+        )
+        if settle_seconds > 0:
+            query = query.where(jobs.c.finished_at <= self.now_sql(-settle_seconds))
+        if due_only:
+            not_yet = exists().where(
+                reconcile_asks.c.job_id == jobs.c.id,
+                reconcile_asks.c.next_ask_at > self.now_sql(),
+            )
+            query = query.where(~not_yet)
+        with self.reading() as conn:
+            return [Job.from_row(row) for row in conn.execute(query).all()]
+
+    def record_effect_status(
+        self, job: Job, status: str, effect: AppliedEffect | None
+    ) -> tuple[bool, str]:
+        """Record the upstream's answer for ``job``: ``effect_status``, and the ledger row of
+        ``effect`` (the effect it applied, if any). Returns whether this answer was recorded,
+        and the status that stands.
+
+        The status first, guarded: where another reconciler (a worker, the CLI) answered for
+        this job meanwhile, its answer stands, and this one writes no ledger row."""
+        with self.engine.begin() as conn:
+            recorded = conn.execute(
+                update(jobs)
+                .where(jobs.c.id == job.id, jobs.c.effect_status.is_(None))
+                .values(effect_status=status)
+            ).rowcount
+            conn.execute(delete(reconcile_asks).where(reconcile_asks.c.job_id == job.id))
+            if not recorded:
+                standing = conn.execute(
+                    select(jobs.c.effect_status).where(jobs.c.id == job.id)
+                ).scalar_one()
+                return False, str(standing)
+            if effect is not None:
+                conn.execute(
+                    self._ledger_insert().values(
+                        effect_key=effect.effect_key,
+                        job_id=job.id,
+                        lineage_id=job.effective_lineage_id,
+                        upstream=effect.upstream,
+                        upstream_ref=effect.upstream_ref,
+                        applied_at=self.now_sql(),
+                    )
+                )
+            return True, status
+
+    def ask_again_later(
+        self, job_id: int, error: str, delay_for: Callable[[int], float]
+    ) -> NextAsk | None:
+        """Count one more ask about a job its upstream could not answer for, and set the next:
+        ``delay_for(asks)`` seconds from now, ``asks`` counting this one. None where the job was
+        answered meanwhile (nothing is recorded then).
+
+        The job's row is locked first (PostgreSQL; SQLite writes one at a time), as an answer's
+        update locks it, so an answer and this never interleave."""
+        with self.engine.begin() as conn:
+            if not self._still_unanswered(conn, job_id):
+                return None
+            asks = 1 + (
+                conn.execute(
+                    select(reconcile_asks.c.asks).where(reconcile_asks.c.job_id == job_id)
+                ).scalar_one_or_none()
+                or 0
+            )
+            last_error = error[:LAST_ERROR_CHARS]
+            values = {
+                "asks": asks,
+                "next_ask_at": self.now_sql(delay_for(asks)),
+                "last_error": last_error,
+            }
+            dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+            statement = (
+                dialect_insert(reconcile_asks)
+                .values(job_id=job_id, **values)
+                .on_conflict_do_update(index_elements=[reconcile_asks.c.job_id], set_=values)
+                .returning(reconcile_asks.c.next_ask_at)
+            )
+            return NextAsk(asks, conn.execute(statement).scalar_one(), last_error)
+
+    def _still_unanswered(self, conn: Connection, job_id: int) -> bool:
+        query = select(jobs.c.effect_status).where(jobs.c.id == job_id)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).one_or_none()
+        return row is not None and row.effect_status is None
+
+    def next_ask(self, job_id: int) -> NextAsk | None:
+        """When reconcile next asks about this job, if its upstream could not answer before."""
+        with self.reading() as conn:
+            row = conn.execute(
+                select(
+                    reconcile_asks.c.asks, reconcile_asks.c.next_ask_at, reconcile_asks.c.last_error
+                ).where(reconcile_asks.c.job_id == job_id)
+            ).one_or_none()
+        return None if row is None else NextAsk(row.asks, row.next_ask_at, row.last_error)

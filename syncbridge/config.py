@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = Field(60.0, gt=0, le=MAX_SECONDS)
     # A job is asked about only this long after it finished: an attempt given up on may still
     # have a request on its way (the client's timeout applies to connecting, sending and
-    # reading each) or queued upstream. A margin, not a bound: see reconcile.unreconciled.
+    # reading each) or queued upstream. A margin, not a bound: see Store.unreconciled.
     reconcile_settle_seconds: float = Field(30.0, ge=0, le=MAX_SECONDS)
     # Retention: workers delete finished jobs older than this (unset: keep everything).
     retention_seconds: float | None = Field(None, gt=0, le=MAX_SECONDS)

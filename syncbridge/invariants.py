@@ -15,7 +15,14 @@ from sqlalchemy import and_, cast, exists, func, literal, or_, select
 from sqlalchemy.types import Text
 
 from syncbridge.db.queries import Store
-from syncbridge.db.schema import attempts, idempotency_keys, jobs, ledger, workers
+from syncbridge.db.schema import (
+    attempts,
+    idempotency_keys,
+    jobs,
+    ledger,
+    reconcile_asks,
+    workers,
+)
 from syncbridge.jobtypes import effect_key_lineage
 from syncbridge.states import ACTIVE_STATES, TERMINAL_STATES, JobState
 
@@ -156,6 +163,20 @@ def run_checks(store: Store, lease_grace_seconds: float = 30.0) -> list[CheckRes
                     idempotency_keys.c.key == jobs.c.idempotency_key,
                     idempotency_keys.c.job_id == jobs.c.id,
                 ),
+            ),
+        ),
+        (
+            "INV_017",
+            "reconcile asks again only about jobs whose effect is still unknown",
+            select(reconcile_asks.c.job_id)
+            .join(jobs, jobs.c.id == reconcile_asks.c.job_id)
+            .where(
+                or_(
+                    jobs.c.state.not_in(
+                        [str(s) for s in TERMINAL_STATES if s is not JobState.SUCCEEDED]
+                    ),
+                    jobs.c.effect_status.is_not(None),
+                )
             ),
         ),
     ]

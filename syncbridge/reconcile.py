@@ -70,8 +70,10 @@ def reconcile(
         except Exception as exc:  # the upstream cannot tell now: ask again later
             error = f"{type(exc).__name__}: {exc}"
             later = store.ask_again_later(job.id, error, ASK_AGAIN.delay)
-            if later is None:  # another reconciler answered meanwhile
-                results.append(Reconciled(job.id, store.get_job(job.id).effect_status))
+            if later is None:  # answered by another reconciler meanwhile, or pruned
+                standing = store.effect_status_of(job.id)
+                if standing is not None:
+                    results.append(Reconciled(job.id, standing))
                 continue
             results.append(Reconciled(job.id, None, None, error, later.asks, later.next_ask_at))
             log.info(
@@ -92,9 +94,11 @@ def reconcile(
             log.info("effect_made_by_another_lineage", job_id=job.id, lineage_id=made_by)
             effect = None
         status = APPLIED if effect is not None else NOT_APPLIED
-        recorded, status = store.record_effect_status(job, status, effect)
+        recorded, standing = store.record_effect_status(job, status, effect)
+        if standing is None:  # pruned meanwhile: nothing left to record it on
+            continue
         ref = effect.upstream_ref if effect is not None and recorded else None
-        results.append(Reconciled(job.id, status, ref))
+        results.append(Reconciled(job.id, standing, ref))
         event = "effect_reconciled" if recorded else "effect_reconciled_meanwhile"
-        log.info(event, job_id=job.id, effect_status=status)
+        log.info(event, job_id=job.id, effect_status=standing)
     return results

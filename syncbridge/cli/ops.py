@@ -78,7 +78,8 @@ def reconcile(app: App, limit: int, after: int, as_json: bool) -> None:
     SYNCBRIDGE_RECONCILE_SETTLE_SECONDS ago. With a full batch, the JSON's next_cursor is the
     --after for the next run. Jobs the upstream could not answer for are asked about here
     whenever the command runs; workers ask about them again only when due (30-60 s after the
-    first ask, doubling up to an hour), which the output shows."""
+    first ask, doubling up to an hour), which the output shows. An ask made here before the
+    next one was due leaves that schedule as it was."""
     from syncbridge.upstream import build_upstreams, close_upstreams
 
     upstreams = build_upstreams(app.settings)

@@ -335,6 +335,11 @@ class BulkStore(OutcomeStore):
             # Still asked about: its effect may exist upstream with no record here yet.
             ~exists().where(reconcile_asks.c.job_id == jobs.c.id),
         )
+        if self.dialect == "postgresql" and not dry_run:
+            # Locked, and skipped where locked: a reconciler recording an ask or an answer for
+            # one of them (it locks the job's row) either finishes first, and the job is then
+            # not doomed or skipped, or waits for the delete and finds the job gone.
+            doomed = doomed.with_for_update(of=jobs, skip_locked=True)
         with self.engine.begin() as conn:
             ids = list(conn.execute(doomed).scalars())
             if dry_run or not ids:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, desc, select, update
+from sqlalchemy import Connection, delete, desc, select, update
 
 from syncbridge.db.enqueue import ACTIVE
 from syncbridge.db.lifecycle import LifecycleStore
-from syncbridge.db.schema import attempts, jobs
+from syncbridge.db.schema import attempts, jobs, reconcile_asks
 from syncbridge.errors import IllegalTransition, UnknownJob
 from syncbridge.models import EnqueueRequest, Job, derived_correlation_id
 from syncbridge.states import JobState
@@ -87,6 +87,9 @@ class OperatorStore(LifecycleStore):
                     updated_at=self.now_sql(),
                 )
             )
+            # Running again, the job is no longer reconcile's to ask about (INV_017); if it ends
+            # unsuccessful again, it is asked about afresh.
+            conn.execute(delete(reconcile_asks).where(reconcile_asks.c.job_id == job_id))
             return self._get(conn, job_id)
 
     def _refuse_if_active(self, conn: Connection, job: Job) -> None:

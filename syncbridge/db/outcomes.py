@@ -73,10 +73,10 @@ class OutcomeStore(OperatorStore):
 
     def record_effect_status(
         self, job: Job, status: str, effect: AppliedEffect | None
-    ) -> tuple[bool, str]:
+    ) -> tuple[bool, str | None]:
         """Record the upstream's answer for ``job``: ``effect_status``, and the ledger row of
         ``effect`` (the effect it applied, if any). Returns whether this answer was recorded,
-        and the status that stands.
+        and the status that stands (None: the job was pruned meanwhile).
 
         The status first, guarded: where another reconciler (a worker, the CLI) answered for
         this job meanwhile, its answer stands, and this one writes no ledger row."""
@@ -90,8 +90,8 @@ class OutcomeStore(OperatorStore):
             if not recorded:
                 standing = conn.execute(
                     select(jobs.c.effect_status).where(jobs.c.id == job.id)
-                ).scalar_one()
-                return False, str(standing)
+                ).scalar_one_or_none()
+                return False, standing
             if effect is not None:
                 conn.execute(
                     self._ledger_insert().values(
@@ -109,21 +109,32 @@ class OutcomeStore(OperatorStore):
         self, job_id: int, error: str, delay_for: Callable[[int], float]
     ) -> NextAsk | None:
         """Count one more ask about a job its upstream could not answer for, and set the next:
-        ``delay_for(asks)`` seconds from now, ``asks`` counting this one. None where the job was
-        answered meanwhile (nothing is recorded then).
+        ``delay_for(asks)`` seconds from now, ``asks`` counting this one. An ask made before the
+        next one was due (``syncbridge reconcile`` asks every job) keeps the count and the
+        schedule and records only its error, so running the command does not push the workers'
+        asks later. None where the job was answered or pruned meanwhile (nothing is recorded).
 
         The job's row is locked first (PostgreSQL; SQLite writes one at a time), as an answer's
-        update locks it, so an answer and this never interleave."""
+        update and prune's read lock it, so neither interleaves with this."""
+        last_error = error[:LAST_ERROR_CHARS]
         with self.engine.begin() as conn:
             if not self._still_unanswered(conn, job_id):
                 return None
-            asks = 1 + (
+            previous = conn.execute(
+                select(
+                    reconcile_asks.c.asks,
+                    reconcile_asks.c.next_ask_at,
+                    (reconcile_asks.c.next_ask_at > self.now_sql()).label("not_due"),
+                ).where(reconcile_asks.c.job_id == job_id)
+            ).one_or_none()
+            if previous is not None and previous.not_due:
                 conn.execute(
-                    select(reconcile_asks.c.asks).where(reconcile_asks.c.job_id == job_id)
-                ).scalar_one_or_none()
-                or 0
-            )
-            last_error = error[:LAST_ERROR_CHARS]
+                    update(reconcile_asks)
+                    .where(reconcile_asks.c.job_id == job_id)
+                    .values(last_error=last_error)
+                )
+                return NextAsk(previous.asks, previous.next_ask_at, last_error)
+            asks = 1 if previous is None else previous.asks + 1
             values = {
                 "asks": asks,
                 "next_ask_at": self.now_sql(delay_for(asks)),
@@ -144,6 +155,14 @@ class OutcomeStore(OperatorStore):
             query = query.with_for_update()
         row = conn.execute(query).one_or_none()
         return row is not None and row.effect_status is None
+
+    def effect_status_of(self, job_id: int) -> str | None:
+        """The job's ``effect_status``; None also where the job no longer exists."""
+        with self.reading() as conn:
+            status = conn.execute(
+                select(jobs.c.effect_status).where(jobs.c.id == job_id)
+            ).scalar_one_or_none()
+        return None if status is None else str(status)
 
     def next_ask(self, job_id: int) -> NextAsk | None:
         """When reconcile next asks about this job, if its upstream could not answer before."""

@@ -428,7 +428,9 @@ def test_repro_a_restarted_worker_begins_again_with_the_jobs_nobody_can_answer_f
     store: Store,
 ) -> None:
     stuck, answerable, registry = _starving(store)
-    for _restart in range(5):  # unsafe: every job asked every round, the place kept in memory
+    # Unsafe: what workers did before, every job asked each round (due_only=False), the place
+    # reached (after_id) kept in memory only, so lost at each restart.
+    for _restart in range(5):
         results = reconcile(store, registry, {}, limit=3, after_id=0)
         assert [r.job_id for r in results] == [job.id for job in stuck]
     assert store.get_job(answerable.id).effect_status is None
@@ -457,9 +459,55 @@ def test_prevented_a_restarted_worker_asks_only_the_jobs_that_are_due(
         assert result.next_ask_at is not None
         later = clock.now()
         assert later + timedelta(seconds=60) <= result.next_ask_at <= later + timedelta(seconds=120)
-    # The command asks whenever it is run, due or not, and counts the ask.
-    assert [r.asks for r in reconcile(store, registry, {}, limit=3)] == [3, 3, 3]
+    # The command asks whenever it is run, due or not; an ask before the next one is due keeps
+    # the count and the workers' schedule (running the command must not push them later).
+    by_command = reconcile(store, registry, {}, limit=3)
+    assert [(r.asks, r.next_ask_at) for r in by_command] == [(2, r.next_ask_at) for r in again]
     assert violations(store) == {}
+
+
+def test_prevented_a_retried_job_is_no_longer_asked_about(store: Store, clock: FakeClock) -> None:
+    """A failed job with an attempt of unknown outcome is asked about; retried, it runs again
+    and its next ask goes (INV_017): a success would otherwise leave it behind for good."""
+    job = store.enqueue(request("e-retry", job_type="late", max_retries=1)).job
+    (first,) = store.claim("w", ["late"], 1, 60)
+    timeout = ErrorSnapshot("UpstreamTimeout", "no answer in 10 s", True, None)
+    store.complete([Completion(first.id, first.attempt, "w", AttemptOutcome.ERROR, timeout)])
+    clock.advance(3600)
+    store.claim("w", ["late"], 1, 60)  # the retry: its request is refused outright
+    refused = ErrorSnapshot("ValidationError", "no such customer", False, 422)
+    store.complete([Completion(job.id, 2, "w", AttemptOutcome.FAILED, refused)])
+    assert store.get_job(job.id).state is JobState.FAILED
+    assert store.ask_again_later(job.id, "billing -> 503", lambda asks: 60.0) is not None
+    store.retry(job.id)
+    assert store.next_ask(job.id) is None
+    (again,) = store.claim("w", ["late"], 1, 60)
+    store.complete([Completion(again.id, again.attempt, "w", AttemptOutcome.SUCCEEDED)])
+    assert store.get_job(job.id).state is JobState.SUCCEEDED
+    assert violations(store) == {}
+
+
+def test_prevented_a_job_pruned_while_asked_about_is_left_out(
+    store: Store, clock: FakeClock
+) -> None:
+    """Retention may delete a job between reconcile's read and its write (found by the session
+    11 review: the worker's reconcile thread died on it): the job is left out, nothing is
+    written for it, and the rest of the round goes on."""
+    gone = _dead_unknown(store, "e-gone")
+    kept = _dead_unknown(store, "e-kept")
+    clock.advance(8 * 86400)
+
+    def reconciler(ctx: JobContext) -> AppliedEffect | None:
+        if ctx.entity_id == "e-gone":
+            assert store.prune(clock.now()) == 2  # neither was asked about yet: both go
+            raise UpstreamUnavailable("billing -> 503")
+        return None
+
+    registry = registry_with(JobType("late", lambda ctx: None, reconcile=reconciler))
+    results = reconcile(store, registry, {}, due_only=True)
+    assert results == []  # both gone before anything could be recorded for them
+    assert store.next_ask(gone.id) is None and store.next_ask(kept.id) is None
+    assert store.ledger_rows() == []
 
 
 def test_prevented_an_answer_ends_the_asking(store: Store, clock: FakeClock) -> None:

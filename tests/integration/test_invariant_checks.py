@@ -9,7 +9,7 @@ from sqlalchemy import Connection, delete, insert, update
 
 from syncbridge.clock import FakeClock
 from syncbridge.db.queries import Store
-from syncbridge.db.schema import attempts, jobs, ledger, workers
+from syncbridge.db.schema import attempts, jobs, ledger, reconcile_asks, workers
 from syncbridge.invariants import run_checks
 from syncbridge.jobtypes import effect_key
 from syncbridge.models import Completion, EnqueueRequest
@@ -78,6 +78,12 @@ CORRUPTIONS: dict[str, Callable[[Connection, dict[str, int]], object]] = {
             lineage_id=ids["done"],
             upstream="billing",
             applied_at=FakeClock().now(),
+        )
+    ),
+    # A next ask left behind for a job that is no longer unanswered (a retry used to do it).
+    "INV_017": lambda c, ids: c.execute(
+        insert(reconcile_asks).values(
+            job_id=ids["done"], asks=1, next_ask_at=FakeClock().now(), last_error="503"
         )
     ),
 }

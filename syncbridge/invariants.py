@@ -24,7 +24,7 @@ from syncbridge.db.schema import (
     workers,
 )
 from syncbridge.jobtypes import effect_key_lineage
-from syncbridge.states import ACTIVE_STATES, TERMINAL_STATES, JobState
+from syncbridge.states import ACTIVE_STATES, TERMINAL_STATES, UNSUCCESSFUL_ENDS, JobState
 
 ACTIVE = [str(s) for s in ACTIVE_STATES]
 TERMINAL = [str(s) for s in TERMINAL_STATES]
@@ -172,9 +172,7 @@ def run_checks(store: Store, lease_grace_seconds: float = 30.0) -> list[CheckRes
             .join(jobs, jobs.c.id == reconcile_asks.c.job_id)
             .where(
                 or_(
-                    jobs.c.state.not_in(
-                        [str(s) for s in TERMINAL_STATES if s is not JobState.SUCCEEDED]
-                    ),
+                    jobs.c.state.not_in([str(s) for s in UNSUCCESSFUL_ENDS]),
                     jobs.c.effect_status.is_not(None),
                 )
             ),

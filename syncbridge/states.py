@@ -18,6 +18,8 @@ ACTIVE_STATES: frozenset[JobState] = frozenset({JobState.PENDING, JobState.RUNNI
 TERMINAL_STATES: frozenset[JobState] = frozenset(
     {JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED}
 )
+# Ended without success: the states whose jobs reconcile asks about (after an unknown outcome).
+UNSUCCESSFUL_ENDS: frozenset[JobState] = TERMINAL_STATES - {JobState.SUCCEEDED}
 
 LEGAL_MOVES: frozenset[tuple[JobState, JobState]] = frozenset(
     {

@@ -14,7 +14,7 @@ from syncbridge.db.operator import OperatorStore
 from syncbridge.db.schema import attempts, jobs, reconcile_asks
 from syncbridge.jobtypes import AppliedEffect
 from syncbridge.models import Job
-from syncbridge.states import TERMINAL_STATES, UNKNOWN_OUTCOMES, JobState
+from syncbridge.states import UNKNOWN_OUTCOMES, UNSUCCESSFUL_ENDS
 
 LAST_ERROR_CHARS = 1000
 
@@ -51,7 +51,7 @@ class OutcomeStore(OperatorStore):
         query = (
             select(jobs)
             .where(
-                jobs.c.state.in_([str(s) for s in TERMINAL_STATES if s is not JobState.SUCCEEDED]),
+                jobs.c.state.in_([str(s) for s in UNSUCCESSFUL_ENDS]),
                 jobs.c.effect_status.is_(None),
                 jobs.c.job_type.in_(job_types),
                 jobs.c.id > after_id,

@@ -252,13 +252,9 @@ def test_worker_reconciles_unknown_outcomes_periodically(live_store: Store) -> N
     ]
 
 
-def test_worker_reconcile_rounds_page_past_jobs_the_upstream_cannot_answer_for(
-    live_store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Rounds of RECONCILE_BATCH jobs go on after the last round's last job, so jobs whose
-    upstream keeps failing (a customer that is always down) do not take every round."""
-    monkeypatch.setattr("syncbridge.worker.RECONCILE_BATCH", 2)
-    asked: list[str] = []
+def _hangs_down_or_found(asked: list[str]) -> Any:
+    """Jobs of type ``hangs`` time out (an unknown outcome); their upstream cannot answer for
+    entities named ``down-…`` and found the effect of every other. Each ask goes in ``asked``."""
 
     def hangs(ctx: JobContext) -> None:
         ctx.wait_for_stop(10)
@@ -269,11 +265,20 @@ def test_worker_reconcile_rounds_page_past_jobs_the_upstream_cannot_answer_for(
             raise UpstreamUnavailable("billing -> 503")
         return AppliedEffect(f"found-{ctx.entity_id}", "billing", "inv_8")
 
-    kind = JobType("hangs", hangs, timeout_seconds=0.2, reconcile=reconciler)
+    return registry_with(JobType("hangs", hangs, timeout_seconds=0.2, reconcile=reconciler))
+
+
+def test_worker_reconcile_rounds_page_past_jobs_the_upstream_cannot_answer_for(
+    live_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rounds of RECONCILE_BATCH jobs go on after the last round's last job, so jobs whose
+    upstream keeps failing (a customer that is always down) do not take every round."""
+    monkeypatch.setattr("syncbridge.worker.RECONCILE_BATCH", 2)
+    asked: list[str] = []
     ids = [enqueue(live_store, "hangs", e, max_retries=0) for e in ("down-1", "down-2", "ok")]
     worker = Worker(
         live_store,
-        registry_with(kind),
+        _hangs_down_or_found(asked),
         fast_settings(reconcile_interval_seconds=0.1),
         concurrency=3,
     )
@@ -293,17 +298,7 @@ def test_a_restarted_worker_does_not_ask_again_before_the_next_ask_is_due(
     started after another asked about it waits for it (30 s at least), instead of beginning its
     rounds with it again."""
     asked: list[str] = []
-
-    def hangs(ctx: JobContext) -> None:
-        ctx.wait_for_stop(10)
-
-    def reconciler(ctx: JobContext) -> AppliedEffect | None:
-        asked.append(ctx.entity_id)
-        if ctx.entity_id.startswith("down"):
-            raise UpstreamUnavailable("billing -> 503")
-        return AppliedEffect(f"found-{ctx.entity_id}", "billing", "inv_9")
-
-    registry = registry_with(JobType("hangs", hangs, timeout_seconds=0.2, reconcile=reconciler))
+    registry = _hangs_down_or_found(asked)
     down = [enqueue(live_store, "hangs", f"down-{n}", max_retries=0) for n in range(2)]
 
     def started() -> Worker:

@@ -53,13 +53,17 @@ def reconcile(
     """Ask about up to ``limit`` jobs after ``after_id`` (see :meth:`Store.unreconciled`); one
     result per job asked about, in id order, ``effect_status`` None where the upstream could not
     tell (the job is then asked about again after :data:`ASK_AGAIN`'s delay). ``due_only``
-    leaves out the jobs whose next ask is still to come (workers; the command asks them all).
+    (workers): only the jobs whose next ask is due, each taken so that other workers leave it
+    (:meth:`Store.take_due`); otherwise every job, due or not (the command).
     Callers page on with the last result's ``job_id`` as ``after_id``: a job whose upstream
     keeps failing must not hold back the ones after it."""
     with_reconciler = sorted(n for n, t in registry.job_types.items() if t.reconcile is not None)
     log = get_logger(worker_id=worker_id)
     results: list[Reconciled] = []
-    jobs = store.unreconciled(with_reconciler, limit, after_id, settle_seconds, due_only)
+    if due_only:
+        jobs = store.take_due(with_reconciler, limit, after_id, settle_seconds)
+    else:
+        jobs = store.unreconciled(with_reconciler, limit, after_id, settle_seconds)
     for job in jobs:
         reconciler = registry.job_types[job.job_type].reconcile
         assert reconciler is not None
@@ -69,7 +73,7 @@ def reconcile(
             effect = reconciler(ctx)
         except Exception as exc:  # the upstream cannot tell now: ask again later
             error = f"{type(exc).__name__}: {exc}"
-            later = store.ask_again_later(job.id, error, ASK_AGAIN.delay)
+            later = store.ask_again_later(job.id, error, ASK_AGAIN.delay, scheduled=due_only)
             if later is None:  # answered by another reconciler meanwhile, or pruned
                 standing = store.effect_status_of(job.id)
                 if standing is not None:

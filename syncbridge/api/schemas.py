@@ -154,8 +154,13 @@ class Lineage(BaseModel):
 
 
 class ReconcileOut(BaseModel):
-    asks: int = Field(description="Times reconcile asked the upstream, which could not tell.")
-    next_ask_at: Timestamp = Field(description="When the workers ask again.")
+    asks: int = Field(
+        description="Times reconcile asked the upstream, which could not tell (0: a worker's"
+        " first ask is under way)."
+    )
+    next_ask_at: Timestamp = Field(
+        description="When the workers ask again (while a worker asks: when its hold ends)."
+    )
     last_error: str | None = Field(description="Why the last ask got no answer.")
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, delete, exists, select, update
+from sqlalchemy import Connection, Select, delete, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncbridge.db.operator import OperatorStore
@@ -30,20 +31,66 @@ class NextAsk:
 
 class OutcomeStore(OperatorStore):
     def unreconciled(
-        self,
-        job_types: list[str],
-        limit: int,
-        after_id: int = 0,
-        settle_seconds: float = 0.0,
-        due_only: bool = False,
+        self, job_types: list[str], limit: int, after_id: int = 0, settle_seconds: float = 0.0
     ) -> list[Job]:
         """Up to ``limit`` jobs to ask about, in id order after ``after_id``: terminal, not
         succeeded, with an attempt of unknown outcome, no ``effect_status`` yet, finished at
         least ``settle_seconds`` ago: an attempt given up on (its deadline, the client's timeout)
         may still have a request on its way or queued upstream. The settle time is a margin for
         it, not a bound; a reconciler whose upstream lists requests in progress also waits for
-        those. ``due_only``: not the jobs whose next ask (:meth:`ask_again_later`) is still to
-        come."""
+        those. Every such job, due or not (``syncbridge reconcile``); workers take theirs with
+        :meth:`take_due`."""
+        query = self._unreconciled(job_types, limit, after_id, settle_seconds)
+        with self.reading() as conn:
+            return [Job.from_row(row) for row in conn.execute(query).all()]
+
+    def take_due(
+        self,
+        job_types: list[str],
+        limit: int,
+        after_id: int = 0,
+        settle_seconds: float = 0.0,
+        hold_seconds: float = 300.0,
+    ) -> list[Job]:
+        """As :meth:`unreconciled`, but only the jobs whose next ask is due, each taken for
+        ``hold_seconds``: its next ask set that far ahead, the count unchanged (a first ask gets
+        a row counting 0 asks), so that other workers' rounds leave it to this one. Without it
+        every worker asked about every due job (a crash drill, two workers: 332 of 500 asks sent
+        twice). The ask then sets the real next ask (:meth:`ask_again_later`, ``scheduled``) or
+        the answer deletes the row; a worker that dies meanwhile leaves its jobs to the others
+        once the hold has passed.
+
+        The jobs' rows are locked and locked ones skipped (PostgreSQL; SQLite writes one at a
+        time), so concurrent rounds take different jobs. A round whose read began before
+        another's holds were committed can still take the same job: two asks, rarely."""
+        not_yet = exists().where(
+            reconcile_asks.c.job_id == jobs.c.id,
+            reconcile_asks.c.next_ask_at > self.now_sql(),
+        )
+        query = self._unreconciled(job_types, limit, after_id, settle_seconds).where(~not_yet)
+        if self.dialect == "postgresql":
+            query = query.with_for_update(of=jobs, skip_locked=True)
+        with self.engine.begin() as conn:
+            taken = [Job.from_row(row) for row in conn.execute(query).all()]
+            if taken:
+                held_until = self.now_sql(hold_seconds)
+                dialect_insert = (
+                    postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+                )
+                holds = [{"job_id": job.id, "asks": 0, "next_ask_at": held_until} for job in taken]
+                conn.execute(
+                    dialect_insert(reconcile_asks)
+                    .values(holds)
+                    .on_conflict_do_update(
+                        index_elements=[reconcile_asks.c.job_id],
+                        set_={"next_ask_at": held_until},
+                    )
+                )
+        return taken
+
+    def _unreconciled(
+        self, job_types: list[str], limit: int, after_id: int, settle_seconds: float
+    ) -> Select[Any]:
         unknown = exists().where(
             attempts.c.job_id == jobs.c.id,
             attempts.c.outcome.in_([str(o) for o in UNKNOWN_OUTCOMES]),
@@ -62,14 +109,7 @@ class OutcomeStore(OperatorStore):
         )
         if settle_seconds > 0:
             query = query.where(jobs.c.finished_at <= self.now_sql(-settle_seconds))
-        if due_only:
-            not_yet = exists().where(
-                reconcile_asks.c.job_id == jobs.c.id,
-                reconcile_asks.c.next_ask_at > self.now_sql(),
-            )
-            query = query.where(~not_yet)
-        with self.reading() as conn:
-            return [Job.from_row(row) for row in conn.execute(query).all()]
+        return query
 
     def record_effect_status(
         self, job: Job, status: str, effect: AppliedEffect | None
@@ -106,13 +146,20 @@ class OutcomeStore(OperatorStore):
             return True, status
 
     def ask_again_later(
-        self, job_id: int, error: str, delay_for: Callable[[int], float]
+        self,
+        job_id: int,
+        error: str,
+        delay_for: Callable[[int], float],
+        *,
+        scheduled: bool = False,
     ) -> NextAsk | None:
         """Count one more ask about a job its upstream could not answer for, and set the next:
-        ``delay_for(asks)`` seconds from now, ``asks`` counting this one. An ask made before the
-        next one was due (``syncbridge reconcile`` asks every job) keeps the count and the
-        schedule and records only its error, so running the command does not push the workers'
-        asks later. None where the job was answered or pruned meanwhile (nothing is recorded).
+        ``delay_for(asks)`` seconds from now, ``asks`` counting this one. ``scheduled``: the ask
+        of a job taken as due (:meth:`take_due`), whose hold it replaces. An unscheduled ask
+        made before the next one was due (``syncbridge reconcile`` asks every job) keeps the
+        count and the schedule and records only its error, so running the command does not push
+        the workers' asks later. None where the job was answered or pruned meanwhile (nothing is
+        recorded).
 
         The job's row is locked first (PostgreSQL; SQLite writes one at a time), as an answer's
         update and prune's read lock it, so neither interleaves with this."""
@@ -127,7 +174,7 @@ class OutcomeStore(OperatorStore):
                     (reconcile_asks.c.next_ask_at > self.now_sql()).label("not_due"),
                 ).where(reconcile_asks.c.job_id == job_id)
             ).one_or_none()
-            if previous is not None and previous.not_due:
+            if previous is not None and previous.not_due and not scheduled:
                 conn.execute(
                     update(reconcile_asks)
                     .where(reconcile_asks.c.job_id == job_id)

@@ -12,9 +12,11 @@ it; a replay keeps the lineage, hence the keys, and applies nothing new.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -24,7 +26,7 @@ from syncbridge.db.queries import Store
 from syncbridge.errors import UpstreamUnavailable
 from syncbridge.jobtypes import AppliedEffect, JobContext, JobType, effect_key
 from syncbridge.models import Completion, ErrorSnapshot, Job
-from syncbridge.reconcile import reconcile
+from syncbridge.reconcile import Reconciled, reconcile
 from syncbridge.states import UNKNOWN_OUTCOMES, AttemptOutcome, JobState
 from syncbridge.upstream import build_upstreams, close_upstreams
 from tests.failure_modes.support import request, violations
@@ -466,6 +468,66 @@ def test_prevented_a_restarted_worker_asks_only_the_jobs_that_are_due(
     assert violations(store) == {}
 
 
+# Asked twice (session 11's drill): workers read the due jobs without taking them, so with two
+# workers 332 of 500 due asks reached Billing twice. A worker's round now takes its due jobs
+# (``Store.take_due``: a hold on the next ask, the rows locked and skipped on PostgreSQL).
+def _counting(store: Store) -> tuple[list[Job], dict[int, int], Any]:
+    stuck = [_dead_unknown(store, f"e-down-{n}") for n in range(3)]
+    asked: dict[int, int] = {}
+
+    def reconciler(ctx: JobContext) -> AppliedEffect | None:
+        asked[ctx.job_id] = asked.get(ctx.job_id, 0) + 1
+        raise UpstreamUnavailable("billing -> 503")
+
+    return stuck, asked, registry_with(JobType("late", lambda ctx: None, reconcile=reconciler))
+
+
+def test_repro_two_workers_ask_about_the_same_due_job(store: Store) -> None:
+    stuck, asked, registry = _counting(store)
+    due = store.unreconciled(["late"], 10)  # unsafe: each round reads, nobody takes
+    assert store.unreconciled(["late"], 10) == due
+    for _worker in range(2):
+        reconcile(store, registry, {}, limit=10)
+    assert asked == {job.id: 2 for job in stuck}  # every due job asked about by both
+
+
+def test_prevented_a_due_job_is_taken_by_one_workers_round(store: Store, clock: FakeClock) -> None:
+    stuck, asked, registry = _counting(store)
+    for _worker in range(2):
+        reconcile(store, registry, {}, limit=10, due_only=True)
+    assert asked == {job.id: 1 for job in stuck}
+    clock.advance(61)  # due again; a worker takes them and dies before asking
+    assert [job.id for job in store.take_due(["late"], 10)] == [job.id for job in stuck]
+    assert store.take_due(["late"], 10) == []  # held: the other workers leave them
+    assert reconcile(store, registry, {}, limit=10, due_only=True) == []
+    assert all(store.next_ask(job.id).asks == 1 for job in stuck)  # a hold counts no ask
+    clock.advance(301)  # the hold has passed: another worker asks
+    again = reconcile(store, registry, {}, limit=10, due_only=True)
+    assert [(r.job_id, r.asks) for r in again] == [(job.id, 2) for job in stuck]
+    assert asked == {job.id: 2 for job in stuck}
+    assert violations(store) == {}
+
+
+def test_prevented_concurrent_rounds_take_different_jobs(store: Store) -> None:
+    """Rounds running at once (threads, each its own transaction) split the due jobs."""
+    stuck = [_dead_unknown(store, f"e-many-{n}") for n in range(40)]
+    taken: list[list[int]] = []
+    start = threading.Barrier(4)
+
+    def round_() -> None:
+        start.wait()
+        taken.append([job.id for job in store.take_due(["late"], 15)])
+
+    threads = [threading.Thread(target=round_) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    every = [job_id for ids in taken for job_id in ids]
+    assert len(every) == len(set(every))  # no job taken twice
+    assert sorted(every) == [job.id for job in stuck]  # 4 rounds of up to 15 take all 40
+
+
 def test_prevented_a_retried_job_is_no_longer_asked_about(store: Store, clock: FakeClock) -> None:
     """A failed job with an attempt of unknown outcome is asked about; retried, it runs again
     and its next ask goes (INV_017): a success would otherwise leave it behind for good."""
@@ -490,23 +552,33 @@ def test_prevented_a_retried_job_is_no_longer_asked_about(store: Store, clock: F
 def test_prevented_a_job_pruned_while_asked_about_is_left_out(
     store: Store, clock: FakeClock
 ) -> None:
-    """Retention may delete a job between reconcile's read and its write (found by the session
-    11 review: the worker's reconcile thread died on it): the job is left out, nothing is
-    written for it, and the rest of the round goes on."""
+    """Retention may delete a job between the command's read and its write (found by the
+    session 11 review: the worker's reconcile thread died on it): the job is left out, nothing
+    is written for it, and the rest of the round goes on. A worker's round is not exposed: the
+    jobs it takes carry a hold (a ``reconcile_asks`` row), which retention keeps."""
     gone = _dead_unknown(store, "e-gone")
     kept = _dead_unknown(store, "e-kept")
     clock.advance(8 * 86400)
+    pruned: list[int] = []
 
     def reconciler(ctx: JobContext) -> AppliedEffect | None:
-        if ctx.entity_id == "e-gone":
-            assert store.prune(clock.now()) == 2  # neither was asked about yet: both go
+        if ctx.entity_id.startswith("e-gone"):
+            pruned.append(store.prune(clock.now()))
             raise UpstreamUnavailable("billing -> 503")
         return None
 
     registry = registry_with(JobType("late", lambda ctx: None, reconcile=reconciler))
-    results = reconcile(store, registry, {}, due_only=True)
-    assert results == []  # both gone before anything could be recorded for them
-    assert store.next_ask(gone.id) is None and store.next_ask(kept.id) is None
+    assert reconcile(store, registry, {}, due_only=True) == [
+        Reconciled(gone.id, None, None, "UpstreamUnavailable: billing -> 503", 1, ANY),
+        Reconciled(kept.id, "not_applied"),
+    ]
+    assert pruned == [0]  # the worker's round held both: kept
+    store.record_effect_status(store.get_job(gone.id), "not_applied", None)  # answered: prunable
+    later = [_dead_unknown(store, entity) for entity in ("e-gone-2", "e-kept-2")]
+    clock.advance(8 * 86400)
+    assert reconcile(store, registry, {}, limit=10) == []  # the command's round: both gone
+    assert pruned == [0, 4]  # the two answered jobs and the two the command read, unasked
+    assert all(store.next_ask(job.id) is None for job in later)
     assert store.ledger_rows() == []
 
 

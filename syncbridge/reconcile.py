@@ -6,6 +6,7 @@ record ``effect_status``. A job's state is never changed: history is not rewritt
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,10 @@ APPLIED, NOT_APPLIED = str(EffectStatus.APPLIED), str(EffectStatus.NOT_APPLIED)
 # doubling up to an hour (the jobs' retry curve with its jitter, through tenacity), so that jobs
 # nobody can answer for (a record gone upstream) cost a few asks an hour, not one every round.
 ASK_AGAIN = RetryPolicy(base_seconds=60.0, cap_seconds=3600.0)
+# How long a worker's round holds the due jobs it took (Store.take_due), and how long before the
+# hold ends it stops asking (longer than one ask may take: the upstream client's timeout).
+HOLD_SECONDS = 300.0
+HOLD_MARGIN_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -61,10 +66,16 @@ def reconcile(
     log = get_logger(worker_id=worker_id)
     results: list[Reconciled] = []
     if due_only:
-        jobs = store.take_due(with_reconciler, limit, after_id, settle_seconds)
+        jobs = store.take_due(with_reconciler, limit, after_id, settle_seconds, HOLD_SECONDS)
     else:
         jobs = store.unreconciled(with_reconciler, limit, after_id, settle_seconds)
+    # A round's hold on its jobs must not run out while it asks (a hanging upstream, each ask up
+    # to the client's timeout): past it, the jobs not yet asked are the other workers' again.
+    stop_asking_at = time.monotonic() + HOLD_SECONDS - HOLD_MARGIN_SECONDS
     for job in jobs:
+        if due_only and time.monotonic() >= stop_asking_at:
+            log.info("reconcile_round_stopped", job_id=job.id, reason="hold running out")
+            break
         reconciler = registry.job_types[job.job_type].reconcile
         assert reconciler is not None
         deadline = store.clock.now() + timedelta(minutes=1)

@@ -508,6 +508,24 @@ def test_prevented_a_due_job_is_taken_by_one_workers_round(store: Store, clock: 
     assert violations(store) == {}
 
 
+def test_prevented_a_round_stops_asking_before_its_hold_runs_out(
+    store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round whose asks take as long as its hold (a hanging upstream) stops asking, leaving
+    the jobs it has not asked about to the other workers once the hold ends, instead of asking
+    about jobs the others may be asking about by then (found by the session 11 review)."""
+    stuck, asked, registry = _counting(store)
+    monkeypatch.setattr("syncbridge.reconcile.HOLD_MARGIN_SECONDS", 300.0)  # no time to ask
+    assert reconcile(store, registry, {}, limit=10, due_only=True) == []
+    assert asked == {}
+    assert [store.next_ask(job.id).asks for job in stuck] == [0, 0, 0]  # held, not asked
+    monkeypatch.undo()
+    assert reconcile(store, registry, {}, limit=10, due_only=True) == []  # still held
+    clock.advance(301)
+    again = reconcile(store, registry, {}, limit=10, due_only=True)
+    assert [(r.job_id, r.asks) for r in again] == [(job.id, 1) for job in stuck]
+
+
 def test_prevented_concurrent_rounds_take_different_jobs(store: Store) -> None:
     """Rounds running at once (threads, each its own transaction) split the due jobs."""
     stuck = [_dead_unknown(store, f"e-many-{n}") for n in range(40)]
@@ -541,8 +559,14 @@ def test_prevented_a_retried_job_is_no_longer_asked_about(store: Store, clock: F
     store.complete([Completion(job.id, 2, "w", AttemptOutcome.FAILED, refused)])
     assert store.get_job(job.id).state is JobState.FAILED
     assert store.ask_again_later(job.id, "billing -> 503", lambda asks: 60.0) is not None
+    asked_before = store.get_job(job.id)
     store.retry(job.id)
     assert store.next_ask(job.id) is None
+    # A reconciler that asked before the retry and answers after it records nothing: the job
+    # runs again (found by the session 11 review: its row came back, INV_017).
+    assert store.ask_again_later(job.id, "billing -> 503", lambda asks: 60.0) is None
+    assert store.record_effect_status(asked_before, "not_applied", None) == (False, None)
+    assert store.next_ask(job.id) is None and store.get_job(job.id).effect_status is None
     (again,) = store.claim("w", ["late"], 1, 60)
     store.complete([Completion(again.id, again.attempt, "w", AttemptOutcome.SUCCEEDED)])
     assert store.get_job(job.id).state is JobState.SUCCEEDED

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response, Security
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
 from syncbridge.api.deps import CorrelationId, Svc, page_of
@@ -29,7 +32,45 @@ from syncbridge.states import JobState
 
 # Declares the scheme in OpenAPI; the middleware enforces it before any handler runs.
 bearer = HTTPBearer(auto_error=False, description="SYNCBRIDGE_ADMIN_TOKEN")
-router = APIRouter(prefix="/api", default_response_class=Utf8SafeJSONResponse)
+_DECLARED_QUERY: dict[int, frozenset[str]] = {}
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """Query parameters an operation does not declare are refused (422), not ignored: a
+    misspelt filter (``/api/jobs?stat=dead``) would otherwise answer for every job."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    declared = _DECLARED_QUERY.get(id(route))
+    if declared is None:
+        declared = _DECLARED_QUERY[id(route)] = frozenset(_query_names(route.dependant))
+    unknown = [name for name in request.query_params if name not in declared]
+    if unknown:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", name),
+                    "msg": "unknown query parameter",
+                    "type": "extra_forbidden",
+                }
+                for name in unknown
+            ]
+        )
+
+
+def _query_names(dependant: Dependant) -> list[str]:
+    """The query parameters of an operation and of every dependency it has."""
+    names = [param.alias for param in dependant.query_params]
+    for inner in dependant.dependencies:
+        names.extend(_query_names(inner))
+    return names
+
+
+router = APIRouter(
+    prefix="/api",
+    default_response_class=Utf8SafeJSONResponse,
+    dependencies=[Depends(refuse_unknown_query)],
+)
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -193,7 +234,12 @@ def replay_all(body: ReplayAllIn, services: Svc) -> ReplayPage:
     )
 
 
-@router.get("/plugins", tags=["plugins"], summary="Installed plugins and their job types")
+@router.get(
+    "/plugins",
+    tags=["plugins"],
+    summary="Installed plugins and their job types",
+    responses=_errors(422),
+)
 def plugins(services: Svc) -> dict[str, list[dict[str, str]]]:
     registry = services.registry
     return {
@@ -213,7 +259,7 @@ def plugins(services: Svc) -> dict[str, list[dict[str, str]]]:
     "/metrics",
     tags=["metrics"],
     summary="JSON summary: totals, success rate, retries, attempt duration, queue depth",
-    responses=_errors(),
+    responses=_errors(422),
 )
 def metrics_summary(services: Svc) -> dict[str, Any]:
     stale_after = 3 * services.settings.job_lease_seconds

@@ -307,3 +307,24 @@ def test_a_body_over_the_limit_is_413_read_or_not_and_stores_nothing(
     # (1 MiB of JSON) refuses this one with 422.
     under = _post_in_chunks(app, 2 << 20)
     assert under.status_code == 422 and "the limit is 1,048,576" in under.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/jobs?stat=dead", "/api/jobs?limit=5&=null", "/api/metrics?x=1", "/api/dlq?job=noop"],
+)
+def test_unknown_query_parameters_are_refused(client: httpx.Client, path: str) -> None:
+    """A misspelt filter must not answer for every job: 422, naming the parameter."""
+    response = client.get(path)
+    assert response.status_code == 422, response.text
+    assert "unknown query parameter" in response.json()["detail"]
+
+
+def test_an_action_with_an_unknown_query_parameter_changes_nothing(
+    client: httpx.Client, store: Store
+) -> None:
+    dead = dead_job(store, "c_1014")
+    refused = client.post(f"/api/jobs/{dead.id}/replay?dry_run=false&dryrun=true", headers=AUTH)
+    assert refused.status_code == 422
+    assert store.get_job(dead.id).state.value == "dead"
+    assert client.get(f"/api/jobs/{dead.id}").json()["lineage"]["replayed_by"] == []

@@ -85,7 +85,7 @@ def reconcile(
         except Exception as exc:  # the upstream cannot tell now: ask again later
             error = f"{type(exc).__name__}: {exc}"
             later = store.ask_again_later(job.id, error, ASK_AGAIN.delay, scheduled=due_only)
-            if later is None:  # answered by another reconciler meanwhile, or pruned
+            if later is None:  # answered by another reconciler meanwhile, pruned or retried
                 standing = store.effect_status_of(job.id)
                 if standing is not None:
                     results.append(Reconciled(job.id, standing))
@@ -110,7 +110,7 @@ def reconcile(
             effect = None
         status = APPLIED if effect is not None else NOT_APPLIED
         recorded, standing = store.record_effect_status(job, status, effect)
-        if standing is None:  # pruned meanwhile: nothing left to record it on
+        if standing is None:  # pruned or retried meanwhile: nothing to record it on
             continue
         ref = effect.upstream_ref if effect is not None and recorded else None
         results.append(Reconciled(job.id, standing, ref))

@@ -2,8 +2,9 @@
 
 Every process that serves metrics (each worker, the API) exports the same values here; dashboards
 and alerts aggregate them with ``max`` so N targets do not count N times. A scrape costs two
-small statements (:mod:`syncbridge.metrics.queries`); if the database does not answer, the scrape
-still succeeds with ``syncbridge_database_scrape_up 0`` and the process's own counters.
+small statements and a read of the reconcile table, which holds a row only per job whose effect
+is still unsettled (:mod:`syncbridge.metrics.queries`); if the database does not answer, the
+scrape still succeeds with ``syncbridge_database_scrape_up 0`` and the process's own counters.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from syncbridge.db.engine import driver_message
 from syncbridge.db.queries import Store
 from syncbridge.logs import get_logger
-from syncbridge.metrics.queries import QUEUE_STATES, queue_snapshot, worker_snapshot
+from syncbridge.metrics.queries import (
+    QUEUE_STATES,
+    queue_snapshot,
+    unanswered_effects,
+    worker_snapshot,
+)
 
 DEFAULT_STALE_AFTER_SECONDS = 180.0  # three default leases: a live worker beats every lease / 3
 
@@ -41,10 +47,13 @@ class DatabaseCollector:
     def collect(self) -> Iterator[Metric]:
         started = time.perf_counter()
         families = self._families()
-        depth, runnable, oldest, live, stale, heartbeat, up, seconds = families
+        depth, runnable, oldest, live, stale, heartbeat, unanswered, unanswered_age, up, seconds = (
+            families
+        )
         try:
             workers = worker_snapshot(self.store, self.stale_after_seconds)
             groups = queue_snapshot(self.store)
+            unsettled = {u.job_type: u for u in unanswered_effects(self.store)}
         except SQLAlchemyError as exc:
             self.log.warning(
                 "metrics_database_unavailable",
@@ -54,7 +63,7 @@ class DatabaseCollector:
             up.add_metric([], 0)
             yield up
             return
-        job_types = sorted({*self.job_types, *(group.job_type for group in groups)})
+        job_types = sorted({*self.job_types, *(group.job_type for group in groups), *unsettled})
         counts = {(g.state, g.job_type): g.jobs for g in groups}
         for state in QUEUE_STATES:
             for job_type in job_types:
@@ -67,6 +76,12 @@ class DatabaseCollector:
             if group is not None and group.oldest_runnable is not None:
                 age = max(0.0, (workers.now - group.oldest_runnable).total_seconds())
             oldest.add_metric([job_type], age)
+            settling = unsettled.get(job_type)
+            unanswered.add_metric([job_type], settling.jobs if settling else 0)
+            waited = 0.0
+            if settling is not None and settling.oldest_finished_at is not None:
+                waited = max(0.0, (workers.now - settling.oldest_finished_at).total_seconds())
+            unanswered_age.add_metric([job_type], waited)
         live.add_metric([], workers.live)
         stale.add_metric([], workers.stale)
         if workers.last_heartbeat is not None:
@@ -104,6 +119,17 @@ class DatabaseCollector:
             GaugeMetricFamily(
                 "syncbridge_worker_last_heartbeat_age_seconds",
                 "Age of the newest heartbeat of any worker not stopped (absent if none).",
+            ),
+            GaugeMetricFamily(
+                "syncbridge_effects_unanswered",
+                "Jobs whose effect is unknown (an attempt of unknown outcome) and that reconcile"
+                " asked the upstream about without an answer yet.",
+                labels=["job_type"],
+            ),
+            GaugeMetricFamily(
+                "syncbridge_oldest_unanswered_effect_age_seconds",
+                "How long ago the longest-unanswered such job ended; 0 when none is.",
+                labels=["job_type"],
             ),
             GaugeMetricFamily(
                 "syncbridge_database_scrape_up",

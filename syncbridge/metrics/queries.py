@@ -4,6 +4,8 @@
   (``pending``, ``running``, ``failed``, ``dead``) through the ``(state, job_type)`` index: the
   ever-growing ``succeeded`` and ``cancelled`` rows are never counted there.
 - :func:`worker_snapshot` reads the workers that have not stopped (a handful of rows).
+- :func:`unanswered_effects` reads ``reconcile_asks`` (a row per job whose effect reconcile
+  could not settle yet: few, and none in a healthy system).
 - :func:`job_counts` and :func:`attempt_stats` back the JSON summary, which is asked for by a
   person or a dashboard, not scraped; they read every row.
 
@@ -19,7 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 
 from syncbridge.db.queries import Store
-from syncbridge.db.schema import attempts, jobs, workers
+from syncbridge.db.schema import attempts, jobs, reconcile_asks, workers
 from syncbridge.states import AttemptOutcome, JobState
 
 QUEUE_STATES = (JobState.PENDING, JobState.RUNNING, JobState.FAILED, JobState.DEAD)
@@ -101,6 +103,29 @@ def worker_snapshot(store: Store, stale_after_seconds: float) -> WorkerSnapshot:
     with store.reading() as conn:
         row = conn.execute(query).one()
     return WorkerSnapshot(row[0], int(row[1]), int(row[2]), row[3])
+
+
+@dataclass(frozen=True)
+class UnansweredEffects:
+    """The jobs of one type whose effect reconcile asked about without an answer yet."""
+
+    job_type: str
+    jobs: int
+    oldest_finished_at: datetime | None  # when the longest-unanswered of them ended
+
+
+def unanswered_effects(store: Store) -> list[UnansweredEffects]:
+    """By job type, the jobs reconcile asked about at least once without an answer (a worker's
+    first ask still under way counts no ask and is left out)."""
+    query = (
+        select(jobs.c.job_type, func.count(), func.min(jobs.c.finished_at))
+        .select_from(reconcile_asks.join(jobs, jobs.c.id == reconcile_asks.c.job_id))
+        .where(reconcile_asks.c.asks > 0)
+        .group_by(jobs.c.job_type)
+    )
+    with store.reading() as conn:
+        rows = conn.execute(query).all()
+    return [UnansweredEffects(str(row[0]), int(row[1]), row[2]) for row in rows]
 
 
 def _duration_ms(dialect: str) -> ColumnElement[Any]:

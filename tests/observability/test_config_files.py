@@ -33,6 +33,7 @@ REQUIRED_ALERTS = {
     "SyncbridgeNoWorkerHeartbeat",
     "SyncbridgeLeaseExpirationsSpiking",
     "SyncbridgeUpstream5xxRate",
+    "SyncbridgeEffectUnansweredForAnHour",
 }
 SERVICES = {"postgres", "mocks", "worker-1", "worker-2", "api", "prometheus", "grafana"}
 

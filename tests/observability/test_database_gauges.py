@@ -155,3 +155,29 @@ def test_unreachable_database_still_scrapes(tmp_path_factory: pytest.TempPathFac
         value(families, "syncbridge_jobs_enqueued_total", job_type="noop", deduplicated="false")
         == 1
     )
+
+
+def test_unanswered_effect_gauges(store: Store, clock: FakeClock) -> None:
+    """Jobs whose effect reconcile could not settle, by type, and how long the oldest has been
+    waiting since it ended; a worker's first ask under way (0 asks) is not counted yet."""
+    asked = [enqueue(store, "sync", f"ent-{n}", max_retries=0) for n in range(3)]
+    for job in asked:
+        run_once(store, clock, job, AttemptOutcome.ERROR, 0)
+        clock.advance(10)
+    assert store.ask_again_later(asked[0].id, "503", lambda n: 60.0) is not None
+    assert store.ask_again_later(asked[1].id, "503", lambda n: 60.0) is not None
+    [held] = store.take_due(["sync"], 10, after_id=asked[1].id)
+    assert held.id == asked[2].id
+    clock.advance(5)
+    metrics = Metrics()
+    metrics.bind_store(store, job_types=["sync", "noop"])
+    families = parse(metrics.render().decode())
+    assert value(families, "syncbridge_effects_unanswered", job_type="sync") == 2
+    # asked[0] ended first, 35 s ago (three runs 10 s apart, then 5 s)
+    assert value(families, "syncbridge_oldest_unanswered_effect_age_seconds", job_type="sync") == 35
+    assert value(families, "syncbridge_effects_unanswered", job_type="noop") == 0
+    assert value(families, "syncbridge_oldest_unanswered_effect_age_seconds", job_type="noop") == 0
+    store.record_effect_status(store.get_job(asked[0].id), "not_applied", None)
+    families = parse(metrics.render().decode())
+    assert value(families, "syncbridge_effects_unanswered", job_type="sync") == 1
+    assert value(families, "syncbridge_oldest_unanswered_effect_age_seconds", job_type="sync") == 25

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,6 +27,11 @@ from syncbridge.metrics.queries import (
 )
 
 DEFAULT_STALE_AFTER_SECONDS = 180.0  # three default leases: a live worker beats every lease / 3
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    """Seconds from ``since`` to ``now``; 0 where there is nothing (or a clock ran back)."""
+    return 0.0 if since is None else max(0.0, (now - since).total_seconds())
 
 
 class DatabaseCollector:
@@ -72,16 +78,12 @@ class DatabaseCollector:
         for job_type in job_types:
             group = pending.get(job_type)
             runnable.add_metric([job_type], group.runnable if group else 0)
-            age = 0.0
-            if group is not None and group.oldest_runnable is not None:
-                age = max(0.0, (workers.now - group.oldest_runnable).total_seconds())
-            oldest.add_metric([job_type], age)
+            due_since = group.oldest_runnable if group else None
+            oldest.add_metric([job_type], _age(workers.now, due_since))
             settling = unsettled.get(job_type)
             unanswered.add_metric([job_type], settling.jobs if settling else 0)
-            waited = 0.0
-            if settling is not None and settling.oldest_finished_at is not None:
-                waited = max(0.0, (workers.now - settling.oldest_finished_at).total_seconds())
-            unanswered_age.add_metric([job_type], waited)
+            ended = settling.oldest_finished_at if settling else None
+            unanswered_age.add_metric([job_type], _age(workers.now, ended))
         live.add_metric([], workers.live)
         stale.add_metric([], workers.stale)
         if workers.last_heartbeat is not None:

@@ -7,7 +7,7 @@ record ``effect_status``. A job's state is never changed: history is not rewritt
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +54,7 @@ def reconcile(
     after_id: int = 0,
     settle_seconds: float = 0.0,
     due_only: bool = False,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> list[Reconciled]:
     """Ask about up to ``limit`` jobs after ``after_id`` (see :meth:`Store.unreconciled`); one
     result per job asked about, in id order, ``effect_status`` None where the upstream could not
@@ -61,7 +62,9 @@ def reconcile(
     (workers): only the jobs whose next ask is due, each taken so that other workers leave it
     (:meth:`Store.take_due`); otherwise every job, due or not (the command).
     Callers page on with the last result's ``job_id`` as ``after_id``: a job whose upstream
-    keeps failing must not hold back the ones after it."""
+    keeps failing must not hold back the ones after it. ``stop_requested`` (a stopping worker)
+    ends the round before its next ask; a round that ends early gives back its hold on the jobs
+    it did not ask about, so they are due again at once for the other workers."""
     with_reconciler = sorted(n for n, t in registry.job_types.items() if t.reconcile is not None)
     log = get_logger(worker_id=worker_id)
     results: list[Reconciled] = []
@@ -72,9 +75,13 @@ def reconcile(
     # A round's hold on its jobs must not run out while it asks (a hanging upstream, each ask up
     # to the client's timeout): past it, the jobs not yet asked are the other workers' again.
     stop_asking_at = time.monotonic() + HOLD_SECONDS - HOLD_MARGIN_SECONDS
-    for job in jobs:
-        if due_only and time.monotonic() >= stop_asking_at:
-            log.info("reconcile_round_stopped", job_id=job.id, reason="hold running out")
+    for index, job in enumerate(jobs):
+        stopping = stop_requested is not None and stop_requested()
+        if due_only and (stopping or time.monotonic() >= stop_asking_at):
+            reason = "worker stopping" if stopping else "hold running out"
+            left = [later_job.id for later_job in jobs[index:]]
+            store.release_holds(left)
+            log.info("reconcile_round_stopped", job_id=job.id, reason=reason, released=len(left))
             break
         reconciler = registry.job_types[job.job_type].reconcile
         assert reconciler is not None

@@ -459,6 +459,7 @@ class Worker:
                     after_id=self._reconcile_after,
                     settle_seconds=self.settings.reconcile_settle_seconds,
                     due_only=True,
+                    stop_requested=self._stop.is_set,
                 )
             except DBAPIError as exc:
                 self._emit("reconcile_failed", level="warning", error=str(exc.orig or exc)[:200])
@@ -523,6 +524,7 @@ class Worker:
             self._in_flight.clear()
             released = self._db(lambda: self.store.release(self.worker_id, held))
         unwritten = self._write_before_stopping(deadline)
+        self._finish_reconcile(deadline)
         if released is None:  # the database was away: it may be back after the writes
             released = self._db(lambda: self.store.release(self.worker_id, held))
         if released is None:
@@ -545,6 +547,16 @@ class Worker:
             released=self.stats.released,
             stuck_threads=self.stuck_threads,
         )
+
+    def _finish_reconcile(self, deadline: float) -> None:
+        """Let a reconcile round that is asking finish its ask (it stops before the next one and
+        gives back the rest of its hold) within the grace period: the process ending mid-ask
+        would drop the answer and leave the job held for five minutes (a drill saw it)."""
+        round_ = self._background.get("reconcile")
+        if round_ is not None and round_.is_alive():
+            round_.join(max(0.0, deadline - time.monotonic()))
+            if round_.is_alive():
+                self._emit("reconcile_round_unfinished", level="warning")
 
     def _left_behind(self, event: str, job_ids: list[int], who: str) -> None:
         """An error line naming what a stop could not do (the count exact, some of the ids)."""

@@ -95,6 +95,21 @@ class OutcomeStore(OperatorStore):
             taken = set(held.scalars())
         return [job for job in due if job.id in taken]
 
+    def release_holds(self, job_ids: list[int]) -> None:
+        """Give back a round's hold (:meth:`take_due`) on jobs it did not ask about: due again at
+        once (a first ask's row goes, a later one's next ask becomes now). A job answered,
+        retried or pruned meanwhile has no row left to change."""
+        if not job_ids:
+            return
+        held = reconcile_asks.c.job_id.in_(job_ids)
+        with self.engine.begin() as conn:
+            conn.execute(delete(reconcile_asks).where(held, reconcile_asks.c.asks == 0))
+            conn.execute(
+                update(reconcile_asks)
+                .where(held, reconcile_asks.c.next_ask_at > self.now_sql())
+                .values(next_ask_at=self.now_sql())
+            )
+
     def _unreconciled(
         self, job_types: list[str], limit: int, after_id: int, settle_seconds: float
     ) -> Select[Any]:

@@ -511,19 +511,38 @@ def test_prevented_a_due_job_is_taken_by_one_workers_round(store: Store, clock: 
 def test_prevented_a_round_stops_asking_before_its_hold_runs_out(
     store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A round whose asks take as long as its hold (a hanging upstream) stops asking, leaving
-    the jobs it has not asked about to the other workers once the hold ends, instead of asking
-    about jobs the others may be asking about by then (found by the session 11 review)."""
+    """A round whose asks take as long as its hold (a hanging upstream) stops asking and gives
+    the hold back, instead of asking about jobs other workers may be asking about by then
+    (found by the session 11 review)."""
     stuck, asked, registry = _counting(store)
     monkeypatch.setattr("syncbridge.reconcile.HOLD_MARGIN_SECONDS", 300.0)  # no time to ask
     assert reconcile(store, registry, {}, limit=10, due_only=True) == []
     assert asked == {}
-    assert [store.next_ask(job.id).asks for job in stuck] == [0, 0, 0]  # held, not asked
+    assert all(store.next_ask(job.id) is None for job in stuck)  # first asks: rows gone
     monkeypatch.undo()
-    assert reconcile(store, registry, {}, limit=10, due_only=True) == []  # still held
-    clock.advance(301)
-    again = reconcile(store, registry, {}, limit=10, due_only=True)
+    again = reconcile(store, registry, {}, limit=10, due_only=True)  # due again at once
     assert [(r.job_id, r.asks) for r in again] == [(job.id, 1) for job in stuck]
+
+
+def test_prevented_a_stopping_worker_gives_its_hold_back(store: Store, clock: FakeClock) -> None:
+    """A worker asked to stop ends its round before the next ask and gives back its hold on
+    the rest: due again at once, count unchanged (a drill saw a routine restart leave a held
+    job waiting five minutes)."""
+    stuck, asked, registry = _counting(store)
+    reconcile(store, registry, {}, limit=10, due_only=True)
+    clock.advance(61)  # due again, one ask each so far
+    stop_after_one = iter([False, True, True])
+    results = reconcile(
+        store, registry, {}, limit=10, due_only=True, stop_requested=lambda: next(stop_after_one)
+    )
+    assert [(r.job_id, r.asks) for r in results] == [(stuck[0].id, 2)]
+    assert asked == {stuck[0].id: 2, stuck[1].id: 1, stuck[2].id: 1}  # the rest not asked
+    for job in stuck[1:]:
+        next_ask = store.next_ask(job.id)
+        assert next_ask is not None and (next_ask.asks, next_ask.next_ask_at) == (1, clock.now())
+    assert [r.job_id for r in reconcile(store, registry, {}, limit=10, due_only=True)] == [
+        job.id for job in stuck[1:]
+    ]
 
 
 def test_prevented_concurrent_rounds_take_different_jobs(store: Store) -> None:

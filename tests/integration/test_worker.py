@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -289,6 +290,39 @@ def test_worker_reconcile_rounds_page_past_jobs_the_upstream_cannot_answer_for(
     )
     assert {live_store.get_job(i).effect_status for i in ids[:2]} == {None}
     assert "ok" in asked and asked.index("ok") > asked.index("down-2")
+
+
+def test_a_stopping_worker_finishes_the_reconcile_ask_under_way(live_store: Store) -> None:
+    """Stopped while its reconcile round waits for an upstream's answer, the worker records
+    that answer before it returns (within the grace period), instead of dropping it."""
+    asking = threading.Event()
+
+    def hangs(ctx: JobContext) -> None:
+        ctx.wait_for_stop(10)
+
+    def slow_reconciler(ctx: JobContext) -> AppliedEffect | None:
+        asking.set()
+        time.sleep(0.5)  # the upstream's answer on its way
+        return AppliedEffect(f"found-{ctx.entity_id}", "billing", "inv_10")
+
+    kind = JobType("hangs", hangs, timeout_seconds=0.2, reconcile=slow_reconciler)
+    job_id = enqueue(live_store, "hangs", "slow-answer", max_retries=0)
+    worker = Worker(
+        live_store,
+        registry_with(kind),
+        fast_settings(reconcile_interval_seconds=0.1),
+        concurrency=1,
+    )
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        assert asking.wait(20), "the worker's reconcile round to ask"
+    finally:
+        worker.request_stop()
+        thread.join(20)
+    assert not thread.is_alive()
+    assert live_store.get_job(job_id).effect_status == "applied"  # recorded before run returned
+    assert live_store.next_ask(job_id) is None
 
 
 def test_a_restarted_worker_does_not_ask_again_before_the_next_ask_is_due(

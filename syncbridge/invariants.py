@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import and_, cast, exists, func, literal, or_, select
 from sqlalchemy.types import Text
 
+from syncbridge.db.outcomes import UNANSWERED
 from syncbridge.db.queries import Store
 from syncbridge.db.schema import (
     attempts,
@@ -24,7 +25,7 @@ from syncbridge.db.schema import (
     workers,
 )
 from syncbridge.jobtypes import effect_key_lineage
-from syncbridge.states import ACTIVE_STATES, TERMINAL_STATES, UNSUCCESSFUL_ENDS, JobState
+from syncbridge.states import ACTIVE_STATES, TERMINAL_STATES, JobState
 
 ACTIVE = [str(s) for s in ACTIVE_STATES]
 TERMINAL = [str(s) for s in TERMINAL_STATES]
@@ -170,12 +171,7 @@ def run_checks(store: Store, lease_grace_seconds: float = 30.0) -> list[CheckRes
             "reconcile asks again only about jobs whose effect is still unknown",
             select(reconcile_asks.c.job_id)
             .join(jobs, jobs.c.id == reconcile_asks.c.job_id)
-            .where(
-                or_(
-                    jobs.c.state.not_in([str(s) for s in UNSUCCESSFUL_ENDS]),
-                    jobs.c.effect_status.is_not(None),
-                )
-            ),
+            .where(~UNANSWERED),
         ),
     ]
     results: list[CheckResult] = []

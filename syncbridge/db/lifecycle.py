@@ -627,8 +627,7 @@ class LifecycleStore(EnqueueStore):
         )
 
     def _ledger_insert(self) -> postgresql.Insert | sqlite.Insert:
-        dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
-        return dialect_insert(ledger).on_conflict_do_nothing()
+        return self._insert(ledger).on_conflict_do_nothing()
 
     # -- rescue and release --------------------------------------------------------------------
 

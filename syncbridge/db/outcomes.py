@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, delete, exists, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Select, and_, delete, exists, select, update
 
 from syncbridge.db.operator import OperatorStore
 from syncbridge.db.schema import attempts, jobs, reconcile_asks
@@ -18,7 +17,11 @@ from syncbridge.models import Job
 from syncbridge.states import UNKNOWN_OUTCOMES, UNSUCCESSFUL_ENDS
 
 LAST_ERROR_CHARS = 1000
-_UNSUCCESSFUL = [str(s) for s in UNSUCCESSFUL_ENDS]
+# A job reconcile is to ask about (with an attempt of unknown outcome): ended without success,
+# its effect not settled. Retried (running again) or answered, it is not (INV_017).
+UNANSWERED = and_(
+    jobs.c.state.in_([str(s) for s in UNSUCCESSFUL_ENDS]), jobs.c.effect_status.is_(None)
+)
 
 
 @dataclass(frozen=True)
@@ -76,14 +79,13 @@ class OutcomeStore(OperatorStore):
             if not due:
                 return []
             held_until = self.now_sql(hold_seconds)
-            dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
             holds = [{"job_id": job.id, "asks": 0, "next_ask_at": held_until} for job in due]
             # Only where the row, as committed now, is still due: a round that read before
             # another's holds were committed (PostgreSQL's READ COMMITTED snapshot) would
             # otherwise take those jobs too, since holding them changed no ``jobs`` row to
             # recheck (a review measured 915 of 3,000 jobs taken twice by two rounds without it).
             held = conn.execute(
-                dialect_insert(reconcile_asks)
+                self._insert(reconcile_asks)
                 .values(holds)
                 .on_conflict_do_update(
                     index_elements=[reconcile_asks.c.job_id],
@@ -120,8 +122,7 @@ class OutcomeStore(OperatorStore):
         query = (
             select(jobs)
             .where(
-                jobs.c.state.in_(_UNSUCCESSFUL),
-                jobs.c.effect_status.is_(None),
+                UNANSWERED,
                 jobs.c.job_type.in_(job_types),
                 jobs.c.id > after_id,
                 unknown,
@@ -145,13 +146,9 @@ class OutcomeStore(OperatorStore):
         with self.engine.begin() as conn:
             recorded = conn.execute(
                 update(jobs)
-                .where(
-                    jobs.c.id == job.id,
-                    jobs.c.effect_status.is_(None),
-                    # Retried meanwhile: its new attempt decides, and if it fails again with
-                    # an unknown outcome, it is asked about afresh.
-                    jobs.c.state.in_(_UNSUCCESSFUL),
-                )
+                # Not answered meanwhile, nor retried (its new attempt decides then, and if it
+                # fails again with an unknown outcome, it is asked about afresh).
+                .where(jobs.c.id == job.id, UNANSWERED)
                 .values(effect_status=status)
             ).rowcount
             conn.execute(delete(reconcile_asks).where(reconcile_asks.c.job_id == job.id))
@@ -215,9 +212,8 @@ class OutcomeStore(OperatorStore):
                 "next_ask_at": self.now_sql(delay_for(asks)),
                 "last_error": last_error,
             }
-            dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
             statement = (
-                dialect_insert(reconcile_asks)
+                self._insert(reconcile_asks)
                 .values(job_id=job_id, **values)
                 .on_conflict_do_update(index_elements=[reconcile_asks.c.job_id], set_=values)
                 .returning(reconcile_asks.c.next_ask_at)
@@ -227,11 +223,10 @@ class OutcomeStore(OperatorStore):
     def _still_unanswered(self, conn: Connection, job_id: int) -> bool:
         """The job still ended unsuccessfully with its effect unknown: not answered, not pruned,
         not retried (running again, it is no longer reconcile's to ask about: INV_017)."""
-        query = select(jobs.c.effect_status, jobs.c.state).where(jobs.c.id == job_id)
+        query = select(jobs.c.id).where(jobs.c.id == job_id, UNANSWERED)
         if self.dialect == "postgresql":
             query = query.with_for_update()
-        row = conn.execute(query).one_or_none()
-        return row is not None and row.effect_status is None and row.state in _UNSUCCESSFUL
+        return conn.execute(query).one_or_none() is not None
 
     def effect_status_of(self, job_id: int) -> str | None:
         """The job's ``effect_status``; None also where the job no longer exists."""

@@ -45,6 +45,11 @@ def run_burst(store: Store, *job_types: JobType, concurrency: int = 4, **setting
     return worker
 
 
+def _hangs(ctx: JobContext) -> None:
+    """A handler that waits for its stop (a timeout, here): an attempt of unknown outcome."""
+    ctx.wait_for_stop(10)
+
+
 def run_until(worker: Worker, done: Callable[[], bool], what: str) -> None:
     """Run ``worker`` on a thread until ``done``, then stop it."""
     thread = threading.Thread(target=worker.run)
@@ -225,14 +230,11 @@ def test_every_attempt_log_line_carries_job_context(live_store: Store) -> None:
 def test_worker_reconciles_unknown_outcomes_periodically(live_store: Store) -> None:
     asked: list[int] = []
 
-    def hangs(ctx: JobContext) -> None:
-        ctx.wait_for_stop(10)
-
     def reconciler(ctx: JobContext) -> AppliedEffect | None:
         asked.append(ctx.job_id)
         return AppliedEffect(f"found-{ctx.entity_id}", "billing", "inv_7")
 
-    kind = JobType("hangs", hangs, timeout_seconds=0.2, reconcile=reconciler)
+    kind = JobType("hangs", _hangs, timeout_seconds=0.2, reconcile=reconciler)
     job_id = enqueue(live_store, "hangs", "x", max_retries=0)
     worker = Worker(
         live_store,
@@ -257,16 +259,13 @@ def _hangs_down_or_found(asked: list[str]) -> Any:
     """Jobs of type ``hangs`` time out (an unknown outcome); their upstream cannot answer for
     entities named ``down-…`` and found the effect of every other. Each ask goes in ``asked``."""
 
-    def hangs(ctx: JobContext) -> None:
-        ctx.wait_for_stop(10)
-
     def reconciler(ctx: JobContext) -> AppliedEffect | None:
         asked.append(ctx.entity_id)
         if ctx.entity_id.startswith("down"):
             raise UpstreamUnavailable("billing -> 503")
         return AppliedEffect(f"found-{ctx.entity_id}", "billing", "inv_8")
 
-    return registry_with(JobType("hangs", hangs, timeout_seconds=0.2, reconcile=reconciler))
+    return registry_with(JobType("hangs", _hangs, timeout_seconds=0.2, reconcile=reconciler))
 
 
 def test_worker_reconcile_rounds_page_past_jobs_the_upstream_cannot_answer_for(
@@ -297,15 +296,12 @@ def test_a_stopping_worker_finishes_the_reconcile_ask_under_way(live_store: Stor
     that answer before it returns (within the grace period), instead of dropping it."""
     asking = threading.Event()
 
-    def hangs(ctx: JobContext) -> None:
-        ctx.wait_for_stop(10)
-
     def slow_reconciler(ctx: JobContext) -> AppliedEffect | None:
         asking.set()
         time.sleep(0.5)  # the upstream's answer on its way
         return AppliedEffect(f"found-{ctx.entity_id}", "billing", "inv_10")
 
-    kind = JobType("hangs", hangs, timeout_seconds=0.2, reconcile=slow_reconciler)
+    kind = JobType("hangs", _hangs, timeout_seconds=0.2, reconcile=slow_reconciler)
     job_id = enqueue(live_store, "hangs", "slow-answer", max_retries=0)
     worker = Worker(
         live_store,

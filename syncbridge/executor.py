@@ -31,6 +31,7 @@ class AttemptReport:
     outcome: AttemptOutcome
     error: ErrorSnapshot | None = None
     effect: AppliedEffect | None = None
+    also_applied: tuple[AppliedEffect, ...] = ()
 
 
 def storable(text: str, limit: int, keep_end: bool = False) -> str:
@@ -115,4 +116,6 @@ def _invoke(job_type: JobType, ctx: JobContext) -> AttemptReport:
                 "expected Success or None"
             )
         )
-    return AttemptReport(AttemptOutcome.SUCCEEDED, effect=result.effect if result else None)
+    if result is None:
+        return AttemptReport(AttemptOutcome.SUCCEEDED)
+    return AttemptReport(AttemptOutcome.SUCCEEDED, None, result.effect, result.also_applied)

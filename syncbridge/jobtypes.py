@@ -6,7 +6,8 @@ thread with the job's log context bound. It may:
 - return ``None`` or ``Success()``: the job succeeds;
 - return ``Success(effect=AppliedEffect(...))``: the job succeeds and the engine writes the
   ledger row for that effect in the same transaction as the success (handlers never write to our
-  database, so fencing also fences the ledger);
+  database, so fencing also fences the ledger); effects applied on the way to it (an invoice
+  job's upsert of the invoice's customer) go in ``also_applied`` and get their rows the same way;
 - raise a :mod:`syncbridge.errors` error: retryable ones back off and retry, terminal ones fail
   the job at once; any other exception is retryable, recorded under its class name.
 
@@ -81,7 +82,22 @@ def _fits_a_column(value: object, limit: int) -> bool:
 
 @dataclass(frozen=True)
 class Success:
+    """The attempt succeeded. ``effect`` is the job's own effect (the one its reconciler looks
+    for); ``also_applied`` holds those applied on the way to it. The ledger gets a row for each,
+    written with the success."""
+
     effect: AppliedEffect | None = None
+    also_applied: tuple[AppliedEffect, ...] = ()
+
+    def __post_init__(self) -> None:
+        effects = (self.effect, *self.also_applied) if self.effect else self.also_applied
+        for effect in effects:
+            if not isinstance(effect, AppliedEffect):
+                raise TypeError(
+                    f"Success effects must be AppliedEffect, got {type(effect).__name__}"
+                )
+        # A list given by a handler is kept as the tuple the rest of the engine expects.
+        object.__setattr__(self, "also_applied", tuple(self.also_applied))
 
 
 HandlerResult = Success | None

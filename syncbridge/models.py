@@ -275,7 +275,15 @@ class Completion:
     worker_id: str
     outcome: AttemptOutcome
     error: ErrorSnapshot | None = None
-    effect: AppliedEffect | None = None
+    effect: AppliedEffect | None = None  # the job's own (``Success.effect``)
+    also_applied: tuple[AppliedEffect, ...] = ()  # applied on the way to it
+
+    @property
+    def effects(self) -> tuple[AppliedEffect, ...]:
+        """Every effect a succeeded attempt reported: each gets a ledger row."""
+        if self.effect is None:
+            return self.also_applied
+        return (self.effect, *self.also_applied)
 
 
 @dataclass(frozen=True)

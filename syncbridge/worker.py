@@ -31,7 +31,7 @@ from syncbridge.db.engine import IN_MEMORY_REFUSAL, driver_message, is_in_memory
 from syncbridge.db.notify import Listener
 from syncbridge.db.queries import Store
 from syncbridge.db.sqlite_watch import SqliteWatcher
-from syncbridge.executor import context_for, storable
+from syncbridge.executor import AttemptReport, context_for, storable
 from syncbridge.handler_pool import AttemptKey, HandlerPool
 from syncbridge.jobtypes import JobContext, JobType
 from syncbridge.logs import get_logger, lines_written_together, log_fields
@@ -273,7 +273,7 @@ class Worker:
         for key, report in self._pool.finished():
             item = self._in_flight.pop(key, None)
             if item is not None:
-                self._finish(item, report.outcome, report.error, report.effect)
+                self._finish(item, report)
             else:  # a late report of an attempt given up on: its outcome was recorded then
                 self._zombies.discard(key)
 
@@ -293,14 +293,21 @@ class Worker:
                 message=f"attempt ran longer than {item.deadline - item.started:.3g}s",
                 retryable=True,
             )
-            self._finish(item, AttemptOutcome.TIMEOUT, error, None)
+            self._finish(item, AttemptReport(AttemptOutcome.TIMEOUT, error))
 
-    def _finish(
-        self, item: InFlight, outcome: AttemptOutcome, error: ErrorSnapshot | None, effect: Any
-    ) -> None:
+    def _finish(self, item: InFlight, report: AttemptReport) -> None:
         job = item.job
+        outcome, error = report.outcome, report.error
         self._pending.append(
-            Completion(job.id, job.attempt, self.worker_id, outcome, error=error, effect=effect)
+            Completion(
+                job.id,
+                job.attempt,
+                self.worker_id,
+                outcome,
+                error,
+                report.effect,
+                report.also_applied,
+            )
         )
         # Once per attempt: one dict, handed on as it is (not merged again through **fields).
         fields = self._job_fields(job)

@@ -29,6 +29,7 @@ from syncbridge.config import load_settings
 from syncbridge.db.engine import make_engine
 from syncbridge.db.queries import Store
 from syncbridge.invariants import run_checks
+from syncbridge.jobtypes import effect_key_lineage
 from syncbridge.logs import configure_logging
 from syncbridge.plugins import load_registry
 from syncbridge.services import Services
@@ -275,12 +276,25 @@ def _report(store: Store, mocks: Mocks) -> bool:
     unknown = [key for key in ledger if key not in effects]
     if unknown:
         problems.append(f"ledger rows Billing never applied: {unknown}")
+    # The other way round: each effect Billing applied for a lineage that succeeded (by the
+    # lineage its key names) was reported by that success, on the way to the job's own or not.
+    succeeded_lineages = {j.effective_lineage_id for j in succeeded}
+    unrecorded = [
+        key
+        for key in effects
+        if key not in ledger and effect_key_lineage(key) in succeeded_lineages
+    ]
+    if unrecorded:
+        problems.append(
+            f"applied by Billing for a succeeded lineage, not in the ledger: {unrecorded}"
+        )
     problems += [f"{r.code} ({r.title}): {r.violations}" for r in run_checks(store) if not r.ok]
     if problems:
         click.echo("INVARIANT VIOLATED: " + "; ".join(problems), err=True)
         return False
     click.echo(
-        f"every Billing effect applied exactly once ({len(effects)} keys); "
+        f"every Billing effect applied exactly once ({len(effects)} keys; "
+        f"{sum(1 for key in effects if key in ledger)} in the ledger); "
         f"{len(succeeded)} jobs succeeded; every invariant holds (syncbridge check)",
         err=True,
     )

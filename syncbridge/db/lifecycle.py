@@ -302,7 +302,12 @@ class LifecycleStore(EnqueueStore):
         return [i for i in range(len(completions)) if results[i] is None]
 
     def _succeed_in_one_statement(self, chosen: list[Completion]) -> set[tuple[int, int]]:
-        effects = [c for c in chosen if c.effect is not None]
+        effects = [
+            (c.job_id, effect)
+            for c in chosen
+            if c.effect is not None or c.also_applied
+            for effect in c.effects
+        ]
         slots: dict[str, int] = {}  # owner -> its place in "owners", from 1 (one per worker)
         owner_slots = [slots.setdefault(c.worker_id, len(slots) + 1) for c in chosen]
         params: dict[str, Any] = {
@@ -310,13 +315,11 @@ class LifecycleStore(EnqueueStore):
             "attempts": int_array(c.attempt for c in chosen),
             "owner_slots": int_array(owner_slots),
             "owners": list(slots),
-            "effect_jobs": [c.job_id for c in effects],
-            "effect_keys": [c.effect.effect_key for c in effects if c.effect],
-            "effect_upstreams": [c.effect.upstream for c in effects if c.effect],
-            "effect_refs": [c.effect.upstream_ref for c in effects if c.effect],
-            "effect_lineages": [
-                effect_key_lineage(c.effect.effect_key) for c in effects if c.effect
-            ],
+            "effect_jobs": [job_id for job_id, _ in effects],
+            "effect_keys": [e.effect_key for _, e in effects],
+            "effect_upstreams": [e.upstream for _, e in effects],
+            "effect_refs": [e.upstream_ref for _, e in effects],
+            "effect_lineages": [effect_key_lineage(e.effect_key) for _, e in effects],
         }
         if not self.uses_database_clock:
             params["now"] = self.clock.now()
@@ -342,16 +345,16 @@ class LifecycleStore(EnqueueStore):
         effects = [
             clock
             | {
-                "effect_key": c.effect.effect_key,
+                "effect_key": effect.effect_key,
                 "job_id": c.job_id,
                 "lineage_id": lineage[c.job_id],
-                "upstream": c.effect.upstream,
-                "upstream_ref": c.effect.upstream_ref,
+                "upstream": effect.upstream,
+                "upstream_ref": effect.upstream_ref,
             }
             for c in chosen
-            if c.effect is not None
-            and (c.job_id, c.attempt) in done
-            and made_by_lineage(c.effect.effect_key, lineage[c.job_id])
+            if (c.effect is not None or c.also_applied) and (c.job_id, c.attempt) in done
+            for effect in c.effects
+            if made_by_lineage(effect.effect_key, lineage[c.job_id])
         ]
         if effects:
             conn.execute(self._record_effect, effects)
@@ -502,19 +505,20 @@ class LifecycleStore(EnqueueStore):
             # A success after a cancel request still applied its effect (transitions.py): the
             # ledger row is written and the cancelled job says the effect is applied.
             succeeded = completion.outcome is AttemptOutcome.SUCCEEDED
-            effect = completion.effect if succeeded else None
-            overridden = effect is not None and transition.state is not JobState.SUCCEEDED
+            applied = completion.effects if succeeded else ()
+            overridden = bool(applied) and transition.state is not JobState.SUCCEEDED
             moved.append(self._moved_row(job, transition, error, attempt_row_id, overridden))
-            if effect is not None and made_by_lineage(effect.effect_key, job.effective_lineage_id):
-                effects.append(
-                    {
-                        "effect_key": effect.effect_key,
-                        "job_id": job.id,
-                        "lineage_id": job.effective_lineage_id,
-                        "upstream": effect.upstream,
-                        "upstream_ref": effect.upstream_ref,
-                    }
-                )
+            effects += [
+                {
+                    "effect_key": effect.effect_key,
+                    "job_id": job.id,
+                    "lineage_id": job.effective_lineage_id,
+                    "upstream": effect.upstream,
+                    "upstream_ref": effect.upstream_ref,
+                }
+                for effect in applied
+                if made_by_lineage(effect.effect_key, job.effective_lineage_id)
+            ]
             if transition.enqueue_follow_up:
                 follow_ups.append((len(results), job))
             results.append(CompletionResult(job.id, job.attempt, True, state=transition.state))

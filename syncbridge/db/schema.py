@@ -135,7 +135,8 @@ ledger = Table(
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("effect_key", String(255), nullable=False, unique=True),
-    Column("job_id", Id, ForeignKey("jobs.id"), nullable=False, unique=True),
+    # Not unique: a success files every effect it applied (Success.also_applied, 0010).
+    Column("job_id", Id, ForeignKey("jobs.id"), nullable=False, index=True),
     Column("lineage_id", Id, nullable=False),
     Column("upstream", String(100), nullable=False),
     Column("upstream_ref", String(255), nullable=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,6 +48,9 @@ def test_demo_shows_every_outcome_and_no_duplicate(tmp_path: Path) -> None:
     stdout, stderr = demo.communicate(timeout=90)
     assert demo.returncode == 0, stderr[-3000:]
     assert "every Billing effect applied exactly once" in stderr
+    # Every effect is filed in the ledger (its lineage succeeded in the end: FM_033).
+    applied, filed = map(int, re.findall(r"\((\d+) keys; (\d+) in the ledger\)", stderr)[0])
+    assert applied == filed > 0
     assert "every invariant holds" in stderr
     for entity, state in [
         ("c_flaky", "succeeded"),

@@ -70,7 +70,9 @@ def test_repro_per_attempt_keys_apply_the_effect_again(live_store: Store, mocks:
     # Only Billing's natural key kept the invoice single (the third POST got 409 duplicate) ...
     assert len(mocks.invoices(INVOICE)) == 1
     # ... and the ledger links to the request that created it (Billing names it in the 409).
-    [row] = live_store.ledger_rows(lineage_id=invoice_id)
+    [billed] = mocks.invoices(INVOICE)
+    rows = live_store.ledger_rows(lineage_id=invoice_id)
+    [row] = [r for r in rows if r["upstream_ref"] == billed["id"]]
     assert effects[row["effect_key"]] == 1
 
 
@@ -89,9 +91,15 @@ def test_prevented_lineage_keys_apply_each_effect_once(live_store: Store, mocks:
         upsert_key(customer_id, CUSTOMER): 1,
     }
     [billed] = mocks.invoices(INVOICE)
-    [row] = live_store.ledger_rows(lineage_id=invoice_id)
-    assert row["effect_key"] == invoice_key(invoice_id, INVOICE)
-    assert row["upstream_ref"] == billed["id"]  # the invoice the lost response would have named
+    rows = {
+        r["effect_key"]: r["upstream_ref"] for r in live_store.ledger_rows(lineage_id=invoice_id)
+    }
+    assert rows == {
+        invoice_key(invoice_id, INVOICE): billed["id"],  # the one the lost response would name
+        upsert_key(invoice_id, ITS_CUSTOMER): ITS_CUSTOMER,  # its customer, on the way (FM_033)
+    }
     [customer_row] = live_store.ledger_rows(lineage_id=customer_id)
     assert customer_row["effect_key"] == upsert_key(customer_id, CUSTOMER)
+    # Every effect Billing applied is in the ledger, once.
+    assert {r["effect_key"] for r in live_store.ledger_rows()} == set(mocks.effects())
     assert violations(live_store) == {}

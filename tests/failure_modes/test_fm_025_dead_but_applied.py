@@ -137,8 +137,12 @@ def test_prevented_replay_after_reconcile_leaves_one_ledger_row(
     assert result.effect_status == "applied"
     live_store.replay(dead.id)
     run(live_store, mocks)
-    assert len(mocks.invoices(INVOICE)) == 1
-    assert len(live_store.ledger_rows(lineage_id=dead.id)) == 1  # one invoice, one row
+    [billed] = mocks.invoices(INVOICE)
+    rows = live_store.ledger_rows(lineage_id=dead.id)
+    # One row for the invoice (reconcile's, the replay met it), and the replay's customer
+    # upsert, filed by its success (FM_033).
+    assert sorted(r["upstream_ref"] for r in rows) == sorted([billed["id"], billed["customer_id"]])
+    assert {r["effect_key"] for r in rows} <= set(mocks.effects())
 
 
 # The same break through a retryable error (found by a crash drill in session 9): Billing
@@ -730,7 +734,7 @@ def test_repro_a_success_files_the_effect_another_lineage_made(
     monkeypatch.setattr("syncbridge.db.lifecycle.made_by_lineage", lambda key, lineage: True)
     monkeypatch.setattr("syncbridge.db.lifecycle.effect_key_lineage", lambda key: None)
     dead, again, made_by_dead = _dead_then_a_new_lineage_succeeds(live_store, mocks)
-    [row] = live_store.ledger_rows()
+    [row] = [r for r in live_store.ledger_rows() if r["effect_key"] == made_by_dead]
     assert (row["effect_key"], row["lineage_id"]) == (made_by_dead, again.id)  # misfiled
     [result] = _reconcile(live_store, mocks)
     assert (result.job_id, result.effect_status) == (dead.id, "applied")
@@ -741,11 +745,13 @@ def test_repro_a_success_files_the_effect_another_lineage_made(
 def test_prevented_each_lineage_records_only_the_effect_its_request_made(
     live_store: Store, mocks: Mocks
 ) -> None:
-    dead, _, made_by_dead = _dead_then_a_new_lineage_succeeds(live_store, mocks)
-    assert live_store.ledger_rows() == []  # the success of B records nothing of A's
+    dead, again, made_by_dead = _dead_then_a_new_lineage_succeeds(live_store, mocks)
+    # The success of B records nothing of A's (only its own customer upsert, FM_033).
+    assert {r["lineage_id"] for r in live_store.ledger_rows()} == {again.id}
+    assert made_by_dead not in {r["effect_key"] for r in live_store.ledger_rows()}
     [result] = _reconcile(live_store, mocks)
     assert (result.job_id, result.effect_status) == (dead.id, "applied")
-    [row] = live_store.ledger_rows()
+    [row] = live_store.ledger_rows(lineage_id=dead.id)
     assert (row["effect_key"], row["job_id"], row["lineage_id"]) == (made_by_dead, dead.id, dead.id)
     assert violations(live_store) == {}
 

@@ -189,3 +189,64 @@ def test_a_success_records_only_effects_its_own_lineage_made(store: Store, path:
         ("plugin-made-key", plain.id, plain.id),
     }
     assert violations(store) == {}
+
+
+@pytest.mark.parametrize("path", ["plain", "follow_up"])
+def test_a_success_records_every_effect_it_applied(store: Store, path: str) -> None:
+    """``Success.also_applied``: the effects applied on the way to the job's own get their
+    ledger rows with the success (an invoice job's customer upsert), on both write paths; a key
+    given twice gets one row; another lineage's key is left to that lineage (INV_016); a
+    fenced-out success writes none of them (INV_003)."""
+    mine, other, stale = claim_all(store, 3)
+    if path == "follow_up":
+        for job in (mine, other):
+            store.enqueue(EnqueueRequest("noop", job.entity_id, {"again": True}, 2))
+    invoice = AppliedEffect(effect_key(mine.id, "create_invoice", {}), "billing", "inv-1")
+    customer = AppliedEffect(effect_key(mine.id, "upsert_customer", {}), "billing", "c-1")
+    foreign = AppliedEffect(effect_key(other.id, "upsert_customer", {}), "billing", "c-2")
+    only_on_the_way = AppliedEffect(effect_key(other.id, "upsert_customer", {"v": 2}), "b", "c")
+    lost = AppliedEffect(effect_key(stale.id, "upsert_customer", {}), "billing", "c-3")
+    results = store.complete(
+        [
+            Completion(
+                mine.id, mine.attempt, W, AttemptOutcome.SUCCEEDED, None, invoice,
+                (customer, customer, foreign),
+            ),
+            Completion(
+                other.id, other.attempt, W, AttemptOutcome.SUCCEEDED, None, None,
+                (only_on_the_way,),
+            ),
+            Completion(stale.id, stale.attempt, "not-its-owner", AttemptOutcome.SUCCEEDED,
+                       None, None, (lost,)),
+        ]
+    )  # fmt: skip
+    assert [(r.job_id, r.applied) for r in results] == [
+        (mine.id, True),
+        (other.id, True),
+        (stale.id, False),
+    ]
+    rows = {(row["effect_key"], row["job_id"], row["upstream_ref"]) for row in store.ledger_rows()}
+    assert rows == {
+        (invoice.effect_key, mine.id, "inv-1"),
+        (customer.effect_key, mine.id, "c-1"),
+        (only_on_the_way.effect_key, other.id, "c"),
+    }
+    assert violations(store) == {}
+
+
+def test_a_failed_attempt_records_none_of_its_effects(store: Store) -> None:
+    """Only a success files effects: a failure or a retry reporting some writes no row (the
+    lineage's next success sends the same keys and files them then)."""
+    failing, retrying = claim_all(store, 2)
+    effect = AppliedEffect(effect_key(failing.id, "upsert_customer", {}), "billing", "c-1")
+    store.complete(
+        [
+            Completion(failing.id, failing.attempt, W, AttemptOutcome.FAILED, boom(False),
+                       None, (effect,)),
+            Completion(retrying.id, retrying.attempt, W, AttemptOutcome.ERROR, boom(True),
+                       effect, (effect,)),
+        ]
+    )  # fmt: skip
+    assert store.ledger_rows() == []
+    assert store.get_job(failing.id).state is JobState.FAILED
+    assert violations(store) == {}

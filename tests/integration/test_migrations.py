@@ -167,3 +167,37 @@ def test_upgrade_and_downgrade_keep_live_data(database_url: str) -> None:
         assert [check.code for check in run_checks(after) if not check.ok] == []
     finally:
         engine.dispose()
+
+
+def test_downgrading_below_0010_refuses_a_job_with_two_effects_and_changes_nothing(
+    database_url: str,
+) -> None:
+    """0010 lets a job file several effects; 0009 allows one row per job. The downgrade names
+    the jobs and stops before any change: the rows, and the index, are still there after."""
+    engine = make_engine(database_url)
+    try:
+        migrate.downgrade(engine, "base")
+        migrate.upgrade(engine)
+        store = Store(engine, FakeClock())
+        store.enqueue(EnqueueRequest("noop", "b", {}, 3))
+        [claimed] = store.claim("w", ["noop"], 1, 60)
+        own, on_the_way = (AppliedEffect(f"effect-{n}", "billing", f"ref-{n}") for n in (1, 2))
+        store.complete(
+            [Completion(claimed.id, 1, "w", AttemptOutcome.SUCCEEDED, None, own, (on_the_way,))]
+        )
+        try:
+            migrate.downgrade(engine, "0009")
+        except RuntimeError as refused:
+            assert f"[{claimed.id}]" in str(refused) and "more than one effect" in str(refused)
+        else:
+            raise AssertionError("the downgrade went through")
+        assert sorted(row["effect_key"] for row in store.ledger_rows()) == ["effect-1", "effect-2"]
+        assert "ix_ledger_job_id" in {
+            index["name"] for index in inspect(engine).get_indexes("ledger")
+        }
+        check_ready(engine)  # still at head
+    finally:
+        with engine.begin() as conn:  # the database of the module's next test goes down to base
+            conn.execute(text("DELETE FROM ledger"))
+        migrate.downgrade(engine, "base")
+        engine.dispose()

@@ -73,9 +73,11 @@ def test_five_hundred_jobs_at_ten_percent_faults(
     # Billing applied every key once, and one invoice per CRM invoice.
     assert billing_stats["effects"] and set(billing_stats["effects"].values()) == {1}
     assert all(len(found["items"]) == 1 for found in invoices.values())
+    # Both ways: every ledger row is an effect Billing applied, and every effect Billing applied
+    # is in the ledger (an invoice job's customer upsert included: FM_033), once.
     ledger = store.ledger_rows()
-    assert len(ledger) == len(requests)
-    assert {row["effect_key"] for row in ledger} <= set(billing_stats["effects"])
+    assert len(ledger) == len(CUSTOMERS) + 2 * len(INVOICES)
+    assert {row["effect_key"] for row in ledger} == set(billing_stats["effects"])
     # Calls per upstream are bounded by jobs x attempts x calls per attempt.
     for upstream, stats in (("crm", crm_stats), ("billing", billing_stats)):
         bound = sum((MAX_RETRIES + 1) * CALLS_PER_ATTEMPT[r.job_type][upstream] for r in requests)

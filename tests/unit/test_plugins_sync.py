@@ -245,12 +245,16 @@ def test_invoice_upserts_its_customer_then_creates_it_and_returns_the_effect(
     ctx = context(upstreams, "i_2001", job_type="invoice")
     result = sync_invoice(ctx)
     key = ctx.effect_key("create_invoice", INVOICE_BODY)
-    assert result == Success(effect=AppliedEffect(key, "billing", "inv_000001"))
+    customer_key = ctx.effect_key("upsert_customer", {"id": "c_1001", **CUSTOMER_BODY})
+    # The customer upsert rides along, so the ledger gets a row for it too.
+    assert result == Success(
+        effect=AppliedEffect(key, "billing", "inv_000001"),
+        also_applied=(AppliedEffect(customer_key, "billing", "c_1001"),),
+    )
     assert sent_json(post.calls.last) == INVOICE_BODY
     assert post.calls.last.request.headers["Idempotency-Key"] == key
     assert sent_json(put.calls.last) == CUSTOMER_BODY
-    customer_key = put.calls.last.request.headers["Idempotency-Key"]
-    assert customer_key == ctx.effect_key("upsert_customer", {"id": "c_1001", **CUSTOMER_BODY})
+    assert put.calls.last.request.headers["Idempotency-Key"] == customer_key
     assert customer_key != key
     order = [(c.request.method, c.request.url.path) for c in router.calls]
     assert order == [
@@ -273,13 +277,38 @@ def test_a_duplicate_external_id_means_already_applied(
     with capture_logs() as logs:
         result = sync_invoice(ctx)
     key = ctx.effect_key("create_invoice", INVOICE_BODY)
-    assert result == Success(effect=AppliedEffect(key, "billing", "inv_000042"))
+    customer_key = ctx.effect_key("upsert_customer", {"id": "c_1001", **CUSTOMER_BODY})
+    assert result == Success(
+        effect=AppliedEffect(key, "billing", "inv_000042"),
+        also_applied=(AppliedEffect(customer_key, "billing", "c_1001"),),
+    )
     assert {
         "event": "invoice_already_applied",
         "external_id": "i_2001",
         "existing_id": "inv_000042",
         "log_level": "info",
     } in logs
+
+
+@pytest.mark.usefixtures("crm_ok")
+def test_a_customer_billing_holds_newer_is_not_reported_as_applied(
+    router: respx.Router, upstreams: dict[str, UpstreamClient]
+) -> None:
+    stale = {"detail": "stale version", "current_version": 9}
+    router.put(f"{BILLING}/customers/c_1001").respond(409, json=stale)
+    router.post(f"{BILLING}/invoices").respond(201, json={"id": "inv_000001"})
+    ctx = context(upstreams, "i_2001", job_type="invoice")
+    key = ctx.effect_key("create_invoice", INVOICE_BODY)
+    assert sync_invoice(ctx) == Success(effect=AppliedEffect(key, "billing", "inv_000001"))
+
+
+def test_success_takes_only_applied_effects_and_keeps_them_as_a_tuple() -> None:
+    effect = AppliedEffect("k-1", "billing", "r-1")
+    assert Success(also_applied=[effect]).also_applied == (effect,)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="AppliedEffect, got dict"):
+        Success(also_applied=({"effect_key": "k"},))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="AppliedEffect, got str"):
+        Success(effect="k-1")  # type: ignore[arg-type]
 
 
 @pytest.mark.usefixtures("crm_ok")

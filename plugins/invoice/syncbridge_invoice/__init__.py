@@ -83,8 +83,9 @@ def _stop_if_requested(ctx: JobContext, before: str) -> None:
 
 def _ensure_customer(
     ctx: JobContext, crm: UpstreamClient, billing: UpstreamClient, customer_id: str
-) -> None:
-    """Upsert the invoice's customer into Billing, with its own idempotency key."""
+) -> AppliedEffect | None:
+    """Upsert the invoice's customer into Billing, with its own idempotency key: the effect if
+    Billing applied it (now, or before under the same key), None if it holds a newer one."""
     record = crm.get_json(f"/customers/{segment(customer_id)}")
     body = validate_customer(record, customer_id)
     _stop_if_requested(ctx, "PUT /customers")
@@ -96,6 +97,8 @@ def _ensure_customer(
         # "stale version": Billing already holds a newer customer; the invoice can go ahead.
         if answer.get("detail") != "stale version":
             raise ValidationError(f"billing PUT {path} -> 409: {answer}", http_status=409)
+        return None
+    return AppliedEffect(key, "billing", customer_id)
 
 
 def sync_invoice(ctx: JobContext) -> Success:
@@ -103,7 +106,10 @@ def sync_invoice(ctx: JobContext) -> Success:
     record = crm.get_json(f"/invoices/{segment(ctx.entity_id)}")
     body = validate_invoice(record, ctx.entity_id)
     _stop_if_requested(ctx, "reading the customer")
-    _ensure_customer(ctx, crm, billing, body["customer_id"])
+    # Recorded with the invoice when the job succeeds, so the ledger holds every effect the
+    # job applied, not only its own.
+    customer = _ensure_customer(ctx, crm, billing, body["customer_id"])
+    also_applied = (customer,) if customer else ()
     _stop_if_requested(ctx, "POST /invoices")
     key = ctx.effect_key("create_invoice", body)
     response = billing.request("POST", "/invoices", json=body, idempotency_key=key)
@@ -118,11 +124,11 @@ def sync_invoice(ctx: JobContext) -> Success:
         # Link to the effect that created it (one ledger row per applied effect), not ours.
         created_by = answer.get("existing_idempotency_key")
         applied_key = created_by if isinstance(created_by, str) and created_by else key
-        return Success(effect=AppliedEffect(applied_key, "billing", existing))
+        return Success(AppliedEffect(applied_key, "billing", existing), also_applied)
     invoice_id = answer.get("id")
     if not isinstance(invoice_id, str) or not invoice_id:
         raise UpstreamUnavailable(f"billing POST /invoices -> {response.status_code}: no id")
-    return Success(effect=AppliedEffect(key, "billing", invoice_id))
+    return Success(AppliedEffect(key, "billing", invoice_id), also_applied)
 
 
 def reconcile_invoice(ctx: JobContext) -> AppliedEffect | None:

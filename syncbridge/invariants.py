@@ -71,7 +71,9 @@ def run_checks(store: Store, lease_grace_seconds: float = 30.0) -> list[CheckRes
         (
             "INV_003",
             "ledger rows belong to succeeded jobs or reconciled ones (fenced-out writes: none)",
+            # One violation per job, however many effects it filed.
             select(ledger.c.job_id)
+            .distinct()
             .join(jobs, jobs.c.id == ledger.c.job_id)
             .where(
                 jobs.c.state != JobState.SUCCEEDED,

@@ -201,6 +201,15 @@ class Services:
         detail = job.to_dict()
         detail["attempts"] = [attempt.to_dict() for attempt in self.store.attempts_of(job_id)]
         detail["lineage"] = self.store.lineage_of(job)
+        detail["effects"] = [
+            {
+                "effect_key": row["effect_key"],
+                "upstream": row["upstream"],
+                "upstream_ref": row["upstream_ref"],
+                "applied_at": row["applied_at"].isoformat(),
+            }
+            for row in self.store.ledger_rows(job_id=job_id)
+        ]
         next_ask = self.store.next_ask(job_id)
         detail["reconcile"] = (
             None

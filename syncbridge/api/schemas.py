@@ -164,9 +164,20 @@ class ReconcileOut(BaseModel):
     last_error: str | None = Field(description="Why the last ask got no answer.")
 
 
+class EffectOut(BaseModel):
+    effect_key: str = Field(description="The idempotency key the effect was sent with.")
+    upstream: str
+    upstream_ref: str | None = Field(description="The upstream's id for what the effect made.")
+    applied_at: Timestamp = Field(description="When the ledger row was written.")
+
+
 class JobDetailOut(JobOut):
     attempts: list[AttemptOut]
     lineage: Lineage
+    effects: list[EffectOut] = Field(
+        description="The effects this job filed in the ledger: its own and those applied on the"
+        " way to it, written with its success (or found by reconcile)."
+    )
     reconcile: ReconcileOut | None = Field(
         description="Where the job's effect is unknown and its upstream could not tell yet."
     )

@@ -211,12 +211,12 @@ def jobs_list(
 @json_flag
 @pass_app
 def jobs_show(app: App, job_id: int, as_json: bool) -> None:
-    """A job with every attempt and its replay lineage."""
+    """A job with every attempt, its replay lineage and the effects it filed in the ledger."""
     detail = app.services.job_detail(job_id)
     if as_json:
         emit_json(detail)
         return
-    skip = {"attempts", "lineage", "payload", "last_error"}
+    skip = {"attempts", "lineage", "payload", "last_error", "effects"}
     table(("field", "value"), [(k, v) for k, v in detail.items() if k not in skip])
     click.echo(f"payload: {json.dumps(detail['payload'])}")
     if detail["last_error"]:
@@ -242,6 +242,17 @@ def jobs_show(app: App, job_id: int, as_json: bool) -> None:
         ],
         title="attempts",
     )
+    if detail["effects"]:
+        table(
+            ("effect key", "upstream", "upstream ref", "filed"),
+            [
+                (e["effect_key"], e["upstream"], e["upstream_ref"], e["applied_at"])
+                for e in detail["effects"]
+            ],
+            title="effects in the ledger",
+        )
+    else:
+        click.echo("effects in the ledger: none")
 
 
 @cli.group(invoke_without_command=True)

@@ -127,10 +127,15 @@ class Store(BulkStore):
                 counts[int(interval_number)][str(outcome)] += int(count)
         return counts
 
-    def ledger_rows(self, lineage_id: int | None = None) -> list[dict[str, Any]]:
+    def ledger_rows(
+        self, lineage_id: int | None = None, job_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The ledger in the order it was written: a lineage's rows, or those a job filed."""
         query = select(ledger).order_by(ledger.c.id)
         if lineage_id is not None:
             query = query.where(ledger.c.lineage_id == lineage_id)
+        if job_id is not None:
+            query = query.where(ledger.c.job_id == job_id)
         with self.reading() as conn:
             return [dict(row._mapping) for row in conn.execute(query).all()]
 

@@ -27,8 +27,11 @@ from syncbridge.config import Settings
 from syncbridge.db.engine import make_engine
 from syncbridge.db.queries import Store
 from syncbridge.db.schema import jobs, metadata
+from syncbridge.jobtypes import AppliedEffect
+from syncbridge.models import Completion, EnqueueRequest
 from syncbridge.plugins import load_registry
 from syncbridge.services import Services
+from syncbridge.states import AttemptOutcome
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?\+00:00$")
 FUTURE = "2099-01-01T00:00:00+00:00"
@@ -563,3 +566,40 @@ def test_the_worker_class_refuses_an_in_memory_store(url: str) -> None:
             Worker(store, load_registry(), Settings(database_url=url))
     finally:
         store.engine.dispose()
+
+
+def test_jobs_show_lists_the_effects_the_job_filed(cli: Cli) -> None:
+    """Every ledger row the job wrote (its own effect and one applied on the way), in the table
+    and in the JSON; a job that filed none says so."""
+    engine = make_engine(cli.database_url)
+    try:
+        store = Store(engine)
+        kind = "effects_shown"  # a type of its own: no other test's job is claimed here
+        job = store.enqueue(EnqueueRequest(kind, "i_3001", {}, 0)).job
+        bare = store.enqueue(EnqueueRequest(kind, "i_3002", {}, 0)).job
+        claimed = {c.id: c for c in store.claim("w", [kind], 2, 60)}
+        own = AppliedEffect("crm-invoice-i_3001", "billing", "inv_000007")
+        on_the_way = AppliedEffect("crm-customer-c_1007", "billing", "c_1007")
+        store.complete(
+            [
+                Completion(job.id, claimed[job.id].attempt, "w", AttemptOutcome.SUCCEEDED,
+                           None, own, (on_the_way,)),
+                Completion(bare.id, claimed[bare.id].attempt, "w", AttemptOutcome.SUCCEEDED),
+            ]
+        )  # fmt: skip
+    finally:
+        engine.dispose()
+    shown, as_json, none = cli.many(
+        ("jobs", "show", str(job.id)),
+        ("jobs", "show", str(job.id), "--json"),
+        ("jobs", "show", str(bare.id)),
+    )
+    assert shown.code == 0 and "effects in the ledger" in shown.out
+    for effect in (own, on_the_way):
+        assert effect.effect_key in shown.out
+    effects = as_json.json()["effects"]
+    assert [(e["effect_key"], e["upstream_ref"]) for e in effects] == [
+        (own.effect_key, "inv_000007"),
+        (on_the_way.effect_key, "c_1007"),
+    ]
+    assert none.code == 0 and "effects in the ledger: none" in none.out

@@ -11,6 +11,7 @@ import anyio
 import httpx
 
 from syncbridge.db.queries import Store
+from syncbridge.jobtypes import AppliedEffect
 from syncbridge.models import Completion, EnqueueRequest, ErrorSnapshot, Job
 from syncbridge.states import AttemptOutcome
 
@@ -60,14 +61,19 @@ def run_attempt(
     outcome: AttemptOutcome,
     error: ErrorSnapshot | None = None,
     seconds: float = 0.25,
+    effects: tuple[AppliedEffect, ...] = (),
 ) -> Job:
-    """Claim ``job`` (it must be the first one due) and end its attempt with ``outcome``."""
+    """Claim ``job`` (it must be the first one due) and end its attempt with ``outcome``
+    (reporting ``effects``: the first as the job's own, the others as applied on the way)."""
     claimed = store.claim(WORKER, ["noop"], 1, 60)
     assert [c.id for c in claimed] == [job.id], "another job was due first"
     clock = getattr(store.clock, "advance", None)
     if clock is not None:
         clock(seconds)
-    store.complete([Completion(job.id, claimed[0].attempt, WORKER, outcome, error)])
+    own, on_the_way = (effects[0], effects[1:]) if effects else (None, ())
+    store.complete(
+        [Completion(job.id, claimed[0].attempt, WORKER, outcome, error, own, on_the_way)]
+    )
     return store.get_job(job.id)
 
 
@@ -79,8 +85,9 @@ def failed_job(store: Store, entity_id: str) -> Job:
     return run_attempt(store, _first_in_line(store, entity_id), AttemptOutcome.FAILED, INVALID)
 
 
-def succeeded_job(store: Store, entity_id: str) -> Job:
-    return run_attempt(store, _first_in_line(store, entity_id), AttemptOutcome.SUCCEEDED)
+def succeeded_job(store: Store, entity_id: str, effects: tuple[AppliedEffect, ...] = ()) -> Job:
+    job = _first_in_line(store, entity_id)
+    return run_attempt(store, job, AttemptOutcome.SUCCEEDED, effects=effects)
 
 
 def csrf_of(html: str) -> str:

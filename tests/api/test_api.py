@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from syncbridge.api.middleware import MAX_BODY_BYTES
 from syncbridge.db.queries import Store
+from syncbridge.jobtypes import AppliedEffect
 from syncbridge.models import EnqueueRequest
 from syncbridge.services import Services
 from tests.api.support import AUTH, dead_job, enqueue, failed_job, snapshot, succeeded_job
@@ -146,6 +147,32 @@ def test_detail_is_the_cli_model(client: httpx.Client, store: Store, services: S
     assert detail["last_error"]["class"] == "UpstreamUnavailable"
     assert detail["lineage"] == {"replays": [], "replayed_by": []}
     assert detail["reconcile"] is None  # never asked about
+    assert detail["effects"] == []  # a dead job filed none
+
+
+def test_detail_lists_every_effect_the_job_filed(
+    client: httpx.Client, store: Store, services: Services
+) -> None:
+    invoice = AppliedEffect("crm-invoice-i_2001", "billing", "inv_000001")
+    customer = AppliedEffect("crm-customer-c_1001", "billing", None)
+    done = succeeded_job(store, "i_2001", (invoice, customer))
+    detail = client.get(f"/api/jobs/{done.id}").json()
+    assert detail == services.job_detail(done.id)
+    applied_at = store.ledger_rows(job_id=done.id)[0]["applied_at"].isoformat()
+    assert detail["effects"] == [
+        {
+            "effect_key": invoice.effect_key,
+            "upstream": "billing",
+            "upstream_ref": "inv_000001",
+            "applied_at": applied_at,
+        },
+        {
+            "effect_key": customer.effect_key,
+            "upstream": "billing",
+            "upstream_ref": None,
+            "applied_at": applied_at,
+        },
+    ]
 
 
 def test_detail_shows_when_reconcile_asks_again(

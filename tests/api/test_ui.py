@@ -12,6 +12,7 @@ import pytest
 
 from syncbridge.api.auth import Sessions
 from syncbridge.db.queries import Store
+from syncbridge.jobtypes import AppliedEffect
 from tests.api.support import (
     HOSTILE,
     TOKEN,
@@ -61,6 +62,22 @@ def test_job_page_shows_when_reconcile_asks_again(browser: httpx.Client, store: 
     assert "unknown: asked 1 time, next at" in page.text
     assert HOSTILE not in page.text and html.escape(HOSTILE, quote=False) in page.text
     _no_inline_script(page.text)
+
+
+def test_job_page_lists_the_effects_it_filed_as_text(browser: httpx.Client, store: Store) -> None:
+    """Effect keys and upstream refs come from plugins and upstreams: shown escaped."""
+    own = AppliedEffect("crm-invoice-i_2002", "billing", HOSTILE[:255])
+    on_the_way = AppliedEffect(HOSTILE[:255], "billing", "c_1001")
+    done = succeeded_job(store, "i_2002", (own, on_the_way))
+    page = browser.get(f"/ui/jobs/{done.id}")
+    assert page.status_code == 200
+    assert "Effects in the ledger" in page.text
+    assert own.effect_key in page.text and "c_1001" in page.text
+    assert HOSTILE[:255] not in page.text
+    assert html.escape(HOSTILE[:255], quote=False) in page.text
+    _no_inline_script(page.text)
+    empty = browser.get(f"/ui/jobs/{dead_job(store, 'c_2002').id}")
+    assert "Effects in the ledger" in empty.text and "None." in empty.text
 
 
 def test_hostile_entity_id_is_shown_as_text(browser: httpx.Client, store: Store) -> None:

@@ -97,6 +97,26 @@ def test_each_check_finds_its_violation(store: Store, clock: FakeClock, code: st
     assert code in failing(store)
 
 
+def test_a_job_filing_several_effects_it_may_not_is_one_violation(
+    store: Store, clock: FakeClock
+) -> None:
+    """A job may file several effects (``Success.also_applied``); INV_003 counts jobs, not rows."""
+    ids = _scenario(store, clock)
+    with store.engine.begin() as conn:
+        for key in ("k-1", "k-2", "k-3"):
+            conn.execute(
+                insert(ledger).values(
+                    effect_key=key,
+                    job_id=ids["pending"],
+                    lineage_id=ids["pending"],
+                    upstream="billing",
+                    applied_at=clock.now(),
+                )
+            )
+    [check] = [r for r in run_checks(store) if r.code == "INV_003"]
+    assert check.violations == 1
+
+
 def test_unrecovered_expired_lease_is_flagged_while_a_worker_lives(
     store: Store, clock: FakeClock
 ) -> None:

@@ -90,14 +90,19 @@ class Success:
     also_applied: tuple[AppliedEffect, ...] = ()
 
     def __post_init__(self) -> None:
-        effects = (self.effect, *self.also_applied) if self.effect else self.also_applied
-        for effect in effects:
+        # Any iterable a handler gives (a list, a generator) is kept as the tuple the rest of
+        # the engine expects, made once, before it is checked.
+        also_applied = tuple(self.also_applied)
+        object.__setattr__(self, "also_applied", also_applied)
+        own = () if self.effect is None else (self.effect,)
+        for effect in (*own, *also_applied):
             if not isinstance(effect, AppliedEffect):
-                raise TypeError(
-                    f"Success effects must be AppliedEffect, got {type(effect).__name__}"
+                # A plugin bug: terminal, like an AppliedEffect that does not fit the ledger (a
+                # retry would only apply the effects again and fail the same way).
+                raise ValidationError(
+                    f"Success effects must be AppliedEffect, got {type(effect).__name__}",
+                    field="effect" if effect is self.effect else "also_applied",
                 )
-        # A list given by a handler is kept as the tuple the rest of the engine expects.
-        object.__setattr__(self, "also_applied", tuple(self.also_applied))
 
 
 HandlerResult = Success | None

@@ -13,6 +13,7 @@ from typing import Any
 from syncbridge.config import Settings
 from syncbridge.db.queries import Store
 from syncbridge.errors import IllegalTransition, InvalidInput
+from syncbridge.logs import get_logger
 from syncbridge.metrics import observe_enqueue
 from syncbridge.models import (
     CORRELATION_ID_MAX,
@@ -22,6 +23,7 @@ from syncbridge.models import (
     check_correlation_id,
 )
 from syncbridge.plugins import Registry
+from syncbridge.states import EffectStatus
 
 ENTITY_ID_MAX = 255
 KEY_MAX = 255
@@ -227,6 +229,19 @@ class Services:
 
     def retry(self, job_id: int) -> Job:
         return self.store.retry(job_id)
+
+    def answer_effect(self, job_id: int, status: str) -> Job:
+        """An operator's answer for a job whose effect is unknown (``Store.answer_effect``)."""
+        try:
+            answer = EffectStatus(status)
+        except ValueError:
+            raise InvalidInput(
+                f"an answer is one of {', '.join(s.value for s in EffectStatus)}, got {status!r}"
+            ) from None
+        job = self.store.answer_effect(job_id, answer)
+        # Looks like reconcile's answer in the row: the log says who gave it.
+        get_logger().info("effect_answered_by_operator", job_id=job_id, effect_status=answer.value)
+        return job
 
     def replay(self, job_id: int, dry_run: bool = False) -> Job:
         """The new job, or (dry run) the job that would be replayed; refusals raise."""

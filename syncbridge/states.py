@@ -54,7 +54,8 @@ class AttemptOutcome(StrEnum):
 
 class EffectStatus(StrEnum):
     """What is known of a finished job's effect beyond its state (``jobs.effect_status``): set
-    by reconcile for an unknown outcome, or by a success that a cancel request overrode."""
+    by reconcile for an unknown outcome (or by an operator's answer, ``reconcile --answer``), or
+    by a success that a cancel request overrode."""
 
     APPLIED = "applied"
     NOT_APPLIED = "not_applied"

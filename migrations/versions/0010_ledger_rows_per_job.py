@@ -2,7 +2,10 @@
 
 A success reports every effect its handler applied (``Success.also_applied``: the invoice job's
 customer upsert beside its invoice, FM_033), so ``ledger.job_id`` is no longer unique; it keeps
-an index for the job's rows. Effect keys stay unique. SQLite rebuilds the table.
+an index for the job's rows. Effect keys stay unique. SQLite rebuilds the table. On PostgreSQL
+the index is built in the migration's transaction, so ledger writes (successes that file an
+effect) wait for it: a short wait, one row per effect (a bounded table beside ``jobs``), but
+run it when workers are stopped or quiet on a very large ledger.
 
 Downgrading needs each job to have at most one row again: the unique constraint refuses
 otherwise, and nothing is changed.

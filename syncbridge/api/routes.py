@@ -16,6 +16,7 @@ from syncbridge.api.responses import Utf8SafeJSONResponse
 from syncbridge.api.schemas import (
     MAX_ID,
     PRINTABLE,
+    EffectAnswerIn,
     EnqueueIn,
     EnqueueOut,
     ErrorOut,
@@ -183,6 +184,17 @@ def cancel(job_id: JobId, services: Svc) -> JobOut:
 )
 def retry(job_id: JobId, services: Svc) -> JobOut:
     return job_out(services.retry(job_id))
+
+
+@router.post(
+    "/jobs/{job_id}/effect",
+    tags=["jobs"],
+    summary="Record your answer for a job whose effect is unknown (no upstream can tell)",
+    responses=_errors(401, 404, 409, 422),
+    dependencies=MUTATING,
+)
+def answer_effect(job_id: JobId, body: EffectAnswerIn, services: Svc) -> JobOut:
+    return job_out(services.answer_effect(job_id, body.effect_status))
 
 
 @router.post(

@@ -23,7 +23,7 @@ from pydantic import (
 
 from syncbridge.errors import InvalidInput
 from syncbridge.services import validate_payload
-from syncbridge.states import JobState
+from syncbridge.states import EffectStatus, JobState
 
 # Text the engine accepts: no C0/C1 control characters (the services refuse them too).
 PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f]*$"
@@ -77,6 +77,16 @@ class EnqueueIn(BaseModel):
             return validate_payload(value)
         except InvalidInput as exc:
             raise ValueError(str(exc)) from None
+
+
+class EffectAnswerIn(BaseModel):
+    """An operator's answer for a job whose effect is unknown (``reconcile --answer``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    effect_status: EffectStatus = Field(
+        description="What you found upstream: the effect was applied, or it was not."
+    )
 
 
 class ReplayAllIn(BaseModel):

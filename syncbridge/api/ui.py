@@ -15,7 +15,7 @@ from syncbridge.api.schemas import MAX_ID, PRINTABLE
 from syncbridge.api.views import legal_actions, render
 from syncbridge.errors import IllegalTransition, InvalidInput
 from syncbridge.models import Job
-from syncbridge.states import JobState
+from syncbridge.states import UNKNOWN_OUTCOMES, UNSUCCESSFUL_ENDS, JobState
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 Text = Annotated[str, Query(max_length=255, pattern=PRINTABLE)]
@@ -26,6 +26,7 @@ DONE = {
     "replay": "Replayed.",
     "enqueue": "Enqueued.",
     "deduplicated": "An active job for this entity already existed; this is it.",
+    "effect": "Your answer is recorded; nobody asks about this job's effect any more.",
 }
 
 
@@ -94,11 +95,18 @@ def job_detail(
         except IllegalTransition as exc:
             refusal = str(exc)
     longest = max((a["duration_ms"] or 0.0 for a in detail["attempts"]), default=0.0)
+    # What Store.answer_effect accepts: the form is offered only where it would be.
+    answerable = (
+        detail["state"] in UNSUCCESSFUL_ENDS
+        and detail["effect_status"] is None
+        and any(a["outcome"] in UNKNOWN_OUTCOMES for a in detail["attempts"])
+    )
     return render(
         request,
         "job.html",
         job=detail,
         actions=actions,
+        answerable=answerable,
         replay_refusal=refusal,
         longest_ms=longest,
         notice=DONE.get(done),

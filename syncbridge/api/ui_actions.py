@@ -1,6 +1,7 @@
-"""What the admin UI changes (``POST /ui/...``): log in and out, enqueue, cancel, retry and
-replay. Each action needs a session *and* its CSRF token (see ``auth.py``), and calls the same
-service function as the CLI and the API; afterwards the browser is redirected to a page (PRG)."""
+"""What the admin UI changes (``POST /ui/...``): log in and out, enqueue, cancel, retry,
+replay, and an operator's answer for an unknown effect. Each action needs a session *and* its
+CSRF token (see ``auth.py``), and calls the same service function as the CLI and the API;
+afterwards the browser is redirected to a page (PRG)."""
 
 from __future__ import annotations
 
@@ -137,6 +138,13 @@ def enqueue(services: Svc, form: CheckedForm, correlation: CorrelationId) -> Res
     )
     done = "deduplicated" if result.deduplicated else "enqueue"
     return RedirectResponse(f"/ui/jobs/{result.job.id}?done={done}", status_code=303)
+
+
+@router.post("/jobs/{job_id}/effect")
+def answer_effect(job_id: JobId, services: Svc, form: CheckedForm) -> Response:
+    """The operator's answer for a job whose effect is unknown (``reconcile --answer``)."""
+    services.answer_effect(job_id, _text(form, "effect_status"))
+    return RedirectResponse(f"/ui/jobs/{job_id}?done=effect", status_code=303)
 
 
 @router.post("/jobs/{job_id}/{action}")

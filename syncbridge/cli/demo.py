@@ -278,6 +278,8 @@ def _report(store: Store, mocks: Mocks) -> bool:
         problems.append(f"ledger rows Billing never applied: {unknown}")
     # The other way round: each effect Billing applied for a lineage that succeeded (by the
     # lineage its key names) was reported by that success, on the way to the job's own or not.
+    # It holds here because the demo's CRM records do not change while it runs: every retry
+    # resends the same request, so the same key (FM_033 says what a changed record leaves).
     succeeded_lineages = {j.effective_lineage_id for j in succeeded}
     unrecorded = [
         key

@@ -13,6 +13,7 @@ from syncbridge.cli.main import cli
 from syncbridge.cli.output import emit_json, emit_list, table
 from syncbridge.invariants import run_checks
 from syncbridge.reconcile import reconcile as run_reconcile
+from syncbridge.states import EffectStatus
 
 pass_app = click.make_pass_decorator(App)
 
@@ -69,9 +70,18 @@ def check(app: App, lease_grace: float, as_json: bool) -> None:
     default=0,
     help="Go on after this job id (a previous run's next_cursor).",
 )
+@click.option(
+    "--answer",
+    type=(click.IntRange(1, 2**63 - 1), click.Choice([s.value for s in EffectStatus])),
+    metavar="JOB_ID STATUS",
+    help="Record your own answer for one job whose effect is unknown (you checked the upstream;"
+    " it cannot tell): applied or not_applied. Asks nothing; workers stop asking about it.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def reconcile(app: App, limit: int, after: int, as_json: bool) -> None:
+def reconcile(
+    app: App, limit: int, after: int, answer: tuple[int, str] | None, as_json: bool
+) -> None:
     """Ask upstreams about attempts that ended without a known outcome; record what happened.
 
     Asks about jobs in id order, at most --limit of them, each finished at least
@@ -79,7 +89,21 @@ def reconcile(app: App, limit: int, after: int, as_json: bool) -> None:
     --after for the next run. Jobs the upstream could not answer for are asked about here
     whenever the command runs; workers ask about them again only when due (30-60 s after the
     first ask, doubling up to an hour), which the output shows. An ask made here before the
-    next one was due leaves that schedule as it was."""
+    next one was due leaves that schedule as it was.
+
+    With --answer JOB_ID STATUS, record an operator's answer instead: for a dead, failed or
+    cancelled job with an attempt of unknown outcome and no answer yet; anything else is refused
+    (exit 1) and nothing changes."""
+    if answer is not None:
+        job_id, status = answer
+        job = app.services.answer_effect(job_id, status)
+        if as_json:
+            emit_json(
+                {"job_id": job.id, "effect_status": job.effect_status, "answered_by": "operator"}
+            )
+        else:
+            click.echo(f"job {job.id}: effect {job.effect_status} (your answer; no more asks)")
+        return
     from syncbridge.upstream import build_upstreams, close_upstreams
 
     upstreams = build_upstreams(app.settings)

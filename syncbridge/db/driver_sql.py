@@ -140,7 +140,8 @@ CLAIM_TO_RUN = CLAIM.replace(
 # A batch of plain successes in one statement. The job's fence (id, attempt, owner, running) is
 # the UPDATE's WHERE; each row names its owner by its place in the (short) list of owners, so
 # that only integer arrays grow with the batch (see ``driver.int_array``). The attempt rows and
-# ledger rows are written only for the jobs that UPDATE changed, and only for effects of the
+# ledger rows are written only for the attempts that UPDATE changed (a stale report of an
+# earlier attempt of the same job in the same batch files nothing), and only for effects of the
 # job's own lineage (``jobtypes.made_by_lineage``; ``effect_lineages``: each key's, or NULL).
 # A job with ``follow_up`` set is not touched: its follow-up job must be enqueued in the same
 # transaction, which the general path does.
@@ -168,11 +169,11 @@ WITH fence AS (
 ), effects AS (
     INSERT INTO ledger (effect_key, job_id, lineage_id, upstream, upstream_ref, applied_at)
     SELECT e.effect_key, done.id, done.lineage_id, e.upstream, e.upstream_ref, {now}
-    FROM unnest(%(effect_jobs)s::bigint[], %(effect_keys)s::text[],
-                %(effect_upstreams)s::text[], %(effect_refs)s::text[],
+    FROM unnest(%(effect_jobs)s::bigint[], %(effect_attempts)s::integer[],
+                %(effect_keys)s::text[], %(effect_upstreams)s::text[], %(effect_refs)s::text[],
                 %(effect_lineages)s::bigint[])
-         AS e(job_id, effect_key, upstream, upstream_ref, key_lineage)
-    JOIN done ON done.id = e.job_id
+         AS e(job_id, attempt, effect_key, upstream, upstream_ref, key_lineage)
+    JOIN done ON done.id = e.job_id AND done.attempt = e.attempt
     WHERE e.key_lineage IS NULL OR e.key_lineage = done.lineage_id
     ON CONFLICT DO NOTHING
 )

@@ -303,7 +303,7 @@ class LifecycleStore(EnqueueStore):
 
     def _succeed_in_one_statement(self, chosen: list[Completion]) -> set[tuple[int, int]]:
         effects = [
-            (c.job_id, effect)
+            (c, effect)
             for c in chosen
             if c.effect is not None or c.also_applied
             for effect in c.effects
@@ -315,7 +315,8 @@ class LifecycleStore(EnqueueStore):
             "attempts": int_array(c.attempt for c in chosen),
             "owner_slots": int_array(owner_slots),
             "owners": list(slots),
-            "effect_jobs": [job_id for job_id, _ in effects],
+            "effect_jobs": [c.job_id for c, _ in effects],
+            "effect_attempts": [c.attempt for c, _ in effects],
             "effect_keys": [e.effect_key for _, e in effects],
             "effect_upstreams": [e.upstream for _, e in effects],
             "effect_refs": [e.upstream_ref for _, e in effects],

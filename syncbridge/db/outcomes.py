@@ -8,15 +8,36 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, delete, exists, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Exists,
+    Select,
+    and_,
+    delete,
+    exists,
+    select,
+    update,
+)
 
 from syncbridge.db.operator import OperatorStore
 from syncbridge.db.schema import attempts, jobs, reconcile_asks
+from syncbridge.errors import IllegalTransition
 from syncbridge.jobtypes import AppliedEffect
 from syncbridge.models import Job
-from syncbridge.states import UNKNOWN_OUTCOMES, UNSUCCESSFUL_ENDS
+from syncbridge.states import UNKNOWN_OUTCOMES, UNSUCCESSFUL_ENDS, EffectStatus
 
 LAST_ERROR_CHARS = 1000
+
+
+def unknown_attempt_of(job_id: ColumnElement[Any] | int) -> Exists:
+    """The job has an attempt that ended without a known outcome (an error, a lease lost, a
+    timeout, a cancel during a call): its effect may or may not have been applied."""
+    return exists().where(
+        attempts.c.job_id == job_id, attempts.c.outcome.in_([str(o) for o in UNKNOWN_OUTCOMES])
+    )
+
+
 # A job reconcile is to ask about (with an attempt of unknown outcome): ended without success,
 # its effect not settled. Retried (running again) or answered, it is not (INV_017).
 UNANSWERED = and_(
@@ -112,20 +133,45 @@ class OutcomeStore(OperatorStore):
                 .values(next_ask_at=self.now_sql())
             )
 
+    def answer_effect(self, job_id: int, status: EffectStatus) -> Job:
+        """An operator's answer for a job whose effect is unknown (a record the upstream no
+        longer has, a job type without a reconciler): recorded as reconcile's would be, and
+        the job is no longer asked about (its next ask goes, INV_017). Refused, with nothing
+        changed, for a job whose effect is known: succeeded, still to run, answered already,
+        or ended by attempts whose outcomes are all known. Files no ledger row: the operator
+        names no effect key."""
+        with self.engine.begin() as conn:
+            job = self._locked(conn, job_id)
+            if job.state not in UNSUCCESSFUL_ENDS:
+                raise IllegalTransition(
+                    f"job {job_id} is {job.state}; only a dead, failed or cancelled job's effect"
+                    " can be unknown"
+                )
+            if job.effect_status is not None:
+                raise IllegalTransition(
+                    f"job {job_id}'s effect is answered already: {job.effect_status}"
+                )
+            if not conn.execute(select(unknown_attempt_of(job_id))).scalar():
+                raise IllegalTransition(
+                    f"job {job_id}'s effect is not unknown: every attempt ended with a known"
+                    " outcome"
+                )
+            conn.execute(
+                update(jobs).where(jobs.c.id == job_id, UNANSWERED).values(effect_status=status)
+            )
+            conn.execute(delete(reconcile_asks).where(reconcile_asks.c.job_id == job_id))
+            return self._get(conn, job_id)
+
     def _unreconciled(
         self, job_types: list[str], limit: int, after_id: int, settle_seconds: float
     ) -> Select[Any]:
-        unknown = exists().where(
-            attempts.c.job_id == jobs.c.id,
-            attempts.c.outcome.in_([str(o) for o in UNKNOWN_OUTCOMES]),
-        )
         query = (
             select(jobs)
             .where(
                 UNANSWERED,
                 jobs.c.job_type.in_(job_types),
                 jobs.c.id > after_id,
-                unknown,
+                unknown_attempt_of(jobs.c.id),
             )
             .order_by(jobs.c.id)
             .limit(limit)

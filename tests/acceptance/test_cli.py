@@ -28,7 +28,7 @@ from syncbridge.db.engine import make_engine
 from syncbridge.db.queries import Store
 from syncbridge.db.schema import jobs, metadata
 from syncbridge.jobtypes import AppliedEffect
-from syncbridge.models import Completion, EnqueueRequest
+from syncbridge.models import Completion, EnqueueRequest, ErrorSnapshot
 from syncbridge.plugins import load_registry
 from syncbridge.services import Services
 from syncbridge.states import AttemptOutcome
@@ -603,3 +603,62 @@ def test_jobs_show_lists_the_effects_the_job_filed(cli: Cli) -> None:
         (on_the_way.effect_key, "c_1007"),
     ]
     assert none.code == 0 and "effects in the ledger: none" in none.out
+
+
+def _ended(cli: Cli, entity: str, outcome: AttemptOutcome) -> int:
+    """A job of a type of its own, its one attempt ended with ``outcome`` (no retry left)."""
+    engine = make_engine(cli.database_url)
+    try:
+        store = Store(engine)
+        job = store.enqueue(EnqueueRequest("answer_me", entity, {}, 0)).job
+        [claimed] = store.claim("w", ["answer_me"], 1, 60)
+        error = ErrorSnapshot("Boom", "it broke", outcome is not AttemptOutcome.FAILED)
+        store.complete([Completion(job.id, claimed.attempt, "w", outcome, error)])
+        if outcome is AttemptOutcome.TIMEOUT:  # asked about once, its upstream could not tell
+            assert store.ask_again_later(job.id, "UpstreamUnavailable: 503", lambda n: 60.0)
+        return job.id
+    finally:
+        engine.dispose()
+
+
+def test_reconcile_answer_records_an_operators_answer(cli: Cli) -> None:
+    """A dead job whose effect nobody upstream can tell: the operator's answer is recorded as
+    reconcile's would be, its next ask goes, and nobody asks about it again."""
+    dead = _ended(cli, "gone-upstream", AttemptOutcome.TIMEOUT)
+    done = cli("reconcile", "--answer", str(dead), "not_applied", "--json")
+    assert done.code == 0, done.err
+    assert done.json() == {
+        "job_id": dead,
+        "effect_status": "not_applied",
+        "answered_by": "operator",
+    }
+    detail = cli("jobs", "show", str(dead), "--json").json()
+    assert (detail["state"], detail["effect_status"], detail["reconcile"]) == (
+        "dead",
+        "not_applied",
+        None,
+    )
+    assert cli("check").code == 0  # INV_017: no next ask left for an answered job
+    again = cli("reconcile", "--answer", str(dead), "applied")
+    assert again.code == 1 and "answered already: not_applied" in again.err
+    assert cli("jobs", "show", str(dead), "--json").json()["effect_status"] == "not_applied"
+
+
+def test_reconcile_answer_refuses_what_is_not_unknown_and_changes_nothing(cli: Cli) -> None:
+    failed = _ended(cli, "refused-upstream", AttemptOutcome.FAILED)  # a terminal refusal: known
+    [pending] = seed(cli.database_url, ("answer-pending", {}))
+    before = dump(cli.database_url)
+    refusals = {
+        "known outcome": (("--answer", str(failed), "applied"), 1, "not unknown"),
+        "still to run": (("--answer", str(pending), "not_applied"), 1, "is pending"),
+        "no such job": (("--answer", "999999", "applied"), 1, "999999"),
+        "bad status": (("--answer", str(failed), "maybe"), 2, "'maybe' is not one of"),
+        "bad id": (("--answer", "0", "applied"), 2, "0"),
+        "hostile id": (("--answer", "1; DROP TABLE jobs", "applied"), 2, "is not a valid integer"),
+        "missing status": (("--answer", str(failed)), 2, "requires 2 arguments"),
+    }
+    results = cli.many(*[("reconcile", *args) for args, _, _ in refusals.values()])
+    for (name, (_, code, says)), result in zip(refusals.items(), results, strict=True):
+        assert result.code == code, (name, result)
+        assert says in result.err, (name, result.err)
+    assert dump(cli.database_url) == before

@@ -209,6 +209,42 @@ def test_cancel_pending_then_409(client: httpx.Client, store: Store) -> None:
     assert snapshot(store) == before
 
 
+def test_an_operators_answer_for_an_unknown_effect(
+    client: httpx.Client, store: Store, services: Services
+) -> None:
+    """``POST /api/jobs/{id}/effect``: the answer ``reconcile --answer`` records; refused
+    without the token, for a job whose effect is known, twice, or with a bad body, and then
+    nothing changes."""
+    dead = dead_job(store, "c_1021")  # its one attempt ended with a retryable error: unknown
+    assert store.ask_again_later(dead.id, "UpstreamUnavailable: 503", lambda n: 60.0)
+    failed = failed_job(store, "c_1022")  # a terminal refusal: known not applied
+    before = snapshot(store), services.job_detail(dead.id)
+    refused = {
+        "no token": (dead.id, {"effect_status": "applied"}, {}, 401),
+        "known outcome": (failed.id, {"effect_status": "applied"}, AUTH, 409),
+        "unknown job": (999_999, {"effect_status": "applied"}, AUTH, 404),
+        "bad status": (dead.id, {"effect_status": "maybe"}, AUTH, 422),
+        "extra field": (dead.id, {"effect_status": "applied", "by": "me"}, AUTH, 422),
+        "no body": (dead.id, None, AUTH, 422),
+    }
+    for name, (job_id, body, headers, status) in refused.items():
+        response = client.post(f"/api/jobs/{job_id}/effect", json=body, headers=headers)
+        assert response.status_code == status, (name, response.text)
+    assert (snapshot(store), services.job_detail(dead.id)) == before
+    answered = client.post(
+        f"/api/jobs/{dead.id}/effect", json={"effect_status": "not_applied"}, headers=AUTH
+    )
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["effect_status"] == "not_applied"
+    detail = client.get(f"/api/jobs/{dead.id}").json()
+    assert detail["reconcile"] is None and detail["state"] == "dead"  # asking ended; state kept
+    again = client.post(
+        f"/api/jobs/{dead.id}/effect", json={"effect_status": "applied"}, headers=AUTH
+    )
+    assert again.status_code == 409 and "answered already" in again.json()["detail"]
+    assert store.get_job(dead.id).effect_status == "not_applied"
+
+
 def test_retry_failed_but_not_dead(client: httpx.Client, store: Store) -> None:
     failed = failed_job(store, "c_1005")
     dead = dead_job(store, "c_1006")

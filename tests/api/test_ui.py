@@ -191,6 +191,44 @@ def test_replay_from_the_job_page_links_to_the_new_job(browser: httpx.Client, st
     assert f'class="replays">#{dead.id}' in browser.get(f"/ui/jobs/{new_id}").text
 
 
+def test_an_unknown_effect_takes_the_operators_answer_from_the_job_page(
+    client: httpx.Client, browser: httpx.Client, store: Store
+) -> None:
+    dead = dead_job(store, "c_3001")  # a retryable error ended it: its effect is unknown
+    failed = failed_job(store, "c_3002")  # a terminal refusal: known
+    assert f'action="/ui/jobs/{failed.id}/effect"' not in browser.get(f"/ui/jobs/{failed.id}").text
+    assert "/effect" not in client.get(f"/ui/jobs/{dead.id}").text  # not logged in: no form
+    page = browser.get(f"/ui/jobs/{dead.id}").text
+    assert f'action="/ui/jobs/{dead.id}/effect"' in page
+    _no_inline_script(page)
+    before = snapshot(store), store.get_job(dead.id)
+    token = csrf_of(page)
+    refused = {
+        "no session": client.post(f"/ui/jobs/{dead.id}/effect", data={"effect_status": "applied"}),
+        "no csrf": browser.post(f"/ui/jobs/{dead.id}/effect", data={"effect_status": "applied"}),
+        "bad answer": browser.post(
+            f"/ui/jobs/{dead.id}/effect", data={"csrf_token": token, "effect_status": "maybe"}
+        ),
+        "known outcome": browser.post(
+            f"/ui/jobs/{failed.id}/effect", data={"csrf_token": token, "effect_status": "applied"}
+        ),
+    }
+    assert {name: r.status_code for name, r in refused.items()} == {
+        "no session": 401,
+        "no csrf": 403,
+        "bad answer": 422,
+        "known outcome": 409,
+    }
+    assert (snapshot(store), store.get_job(dead.id)) == before
+    done = browser.post(
+        f"/ui/jobs/{dead.id}/effect", data={"csrf_token": token, "effect_status": "not_applied"}
+    )
+    assert done.status_code == 303
+    after = browser.get(done.headers["location"]).text
+    assert "Your answer is recorded" in after and "/effect" not in after
+    assert store.get_job(dead.id).effect_status == "not_applied"
+
+
 def test_refusals_render_as_pages(browser: httpx.Client, store: Store) -> None:
     dead = dead_job(store, "c_1")
     token = csrf_of(browser.get("/ui/").text)

@@ -125,7 +125,7 @@ def test_prevented_reconcile_records_it_and_a_replay_applies_nothing(
     assert violations(live_store) == {}
 
 
-def test_prevented_replay_after_reconcile_leaves_one_ledger_row(
+def test_prevented_replay_after_reconcile_leaves_one_ledger_row_per_effect(
     live_store: Store, mocks: Mocks
 ) -> None:
     dead = dead_but_applied(live_store, mocks)

@@ -250,3 +250,32 @@ def test_a_failed_attempt_records_none_of_its_effects(store: Store) -> None:
     assert store.ledger_rows() == []
     assert store.get_job(failing.id).state is JobState.FAILED
     assert violations(store) == {}
+
+
+@pytest.mark.parametrize("path", ["plain", "follow_up"])
+def test_a_stale_attempt_beside_the_current_one_files_nothing(
+    store: Store, clock: FakeClock, path: str
+) -> None:
+    """One flush holding a late success of attempt 1 and the success of attempt 2 of the same
+    job (its lease expired and it ran again): only attempt 2's effects are filed. Found by the
+    session 12 review: the PostgreSQL one-statement path matched effects by job id only."""
+    [job] = claim_all(store, 1)
+    clock.advance(120)  # attempt 1's lease is gone
+    store.rescue()
+    clock.advance(3600)  # past its backoff
+    [again] = store.claim(W, ["noop"], 1, lease_seconds=60, isolated=True)  # it lost a lease
+    assert (again.id, again.attempt) == (job.id, 2)
+    if path == "follow_up":
+        store.enqueue(EnqueueRequest("noop", job.entity_id, {"again": True}, 2))
+    stale = AppliedEffect("stale-invoice", "billing", "inv-stale")
+    stale_on_the_way = AppliedEffect("stale-customer", "billing", "c-stale")
+    current = AppliedEffect("current-invoice", "billing", "inv-2")
+    results = store.complete(
+        [
+            Completion(job.id, 1, W, AttemptOutcome.SUCCEEDED, None, stale, (stale_on_the_way,)),
+            Completion(job.id, 2, W, AttemptOutcome.SUCCEEDED, None, current),
+        ]
+    )
+    assert [(r.attempt, r.applied) for r in results] == [(1, False), (2, True)]
+    assert [row["effect_key"] for row in store.ledger_rows()] == ["current-invoice"]
+    assert violations(store) == {}

@@ -305,10 +305,18 @@ def test_a_customer_billing_holds_newer_is_not_reported_as_applied(
 def test_success_takes_only_applied_effects_and_keeps_them_as_a_tuple() -> None:
     effect = AppliedEffect("k-1", "billing", "r-1")
     assert Success(also_applied=[effect]).also_applied == (effect,)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="AppliedEffect, got dict"):
-        Success(also_applied=({"effect_key": "k"},))  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="AppliedEffect, got str"):
-        Success(effect="k-1")  # type: ignore[arg-type]
+    generated = Success(also_applied=(e for e in [effect]))  # type: ignore[arg-type]
+    assert generated.also_applied == (effect,)  # consumed once, kept
+    # A plugin bug, refused as a terminal error (the attempt fails; no retry applies it again).
+    for bad, kind in [
+        (lambda: Success(also_applied=({"effect_key": "k"},)), "dict"),  # type: ignore[arg-type]
+        (lambda: Success(effect="k-1"), "str"),  # type: ignore[arg-type]
+        (lambda: Success(effect=""), "str"),  # type: ignore[arg-type]  # falsy, still checked
+        (lambda: Success(also_applied=(None,)), "NoneType"),  # type: ignore[arg-type]
+    ]:
+        with pytest.raises(ValidationError, match=f"AppliedEffect, got {kind}") as refused:
+            bad()
+        assert refused.value.retryable is False
 
 
 @pytest.mark.usefixtures("crm_ok")

@@ -69,7 +69,9 @@ def reconcile(
     log = get_logger(worker_id=worker_id)
     results: list[Reconciled] = []
     if due_only:
-        jobs = store.take_due(with_reconciler, limit, after_id, settle_seconds, HOLD_SECONDS)
+        jobs = store.take_due(
+            with_reconciler, limit, after_id, settle_seconds, HOLD_SECONDS, held_by=worker_id
+        )
     else:
         jobs = store.unreconciled(with_reconciler, limit, after_id, settle_seconds)
     # A round's hold on its jobs must not run out while it asks (a hanging upstream, each ask up

@@ -439,6 +439,12 @@ class Worker:
                 finished_by_type=finished,
                 jobs=[(r.job_id, str(r.state)) for r in rescued[:20]],
             )
+        # Reconcile holds of a worker that is gone (killed mid-round): due again now, not when
+        # the five-minute hold ends. A live worker beats every third of its lease.
+        lease = self.settings.job_lease_seconds
+        released = self._db(lambda: self.store.release_orphaned_holds(lease))
+        if released:
+            self._emit("reconcile_holds_released", count=released)
         types = sorted(self.job_types)
         pending = self._db(lambda: self.store.isolated_pending(types))
         self._isolated_pending = pending is not False or any(

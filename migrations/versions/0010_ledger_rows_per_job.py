@@ -7,8 +7,8 @@ the index is built in the migration's transaction, so ledger writes (successes t
 effect) wait for it: a short wait, one row per effect (a bounded table beside ``jobs``), but
 run it when workers are stopped or quiet on a very large ledger.
 
-Downgrading needs each job to have at most one row again: the unique constraint refuses
-otherwise, and nothing is changed.
+Downgrading needs each job to have at most one row again: otherwise it is refused before the
+ledger changes, naming the jobs.
 
 Revision ID: 0010
 Revises: 0009

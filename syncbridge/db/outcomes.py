@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from syncbridge.db.operator import OperatorStore
-from syncbridge.db.schema import attempts, jobs, reconcile_asks
+from syncbridge.db.schema import attempts, jobs, reconcile_asks, workers
 from syncbridge.errors import IllegalTransition
 from syncbridge.jobtypes import AppliedEffect
 from syncbridge.models import Job
@@ -76,6 +76,7 @@ class OutcomeStore(OperatorStore):
         after_id: int = 0,
         settle_seconds: float = 0.0,
         hold_seconds: float = 300.0,
+        held_by: str | None = None,
     ) -> list[Job]:
         """As :meth:`unreconciled`, but only the jobs whose next ask is due, each taken for
         ``hold_seconds``: its next ask set that far ahead, the count unchanged (a first ask gets
@@ -83,7 +84,8 @@ class OutcomeStore(OperatorStore):
         every worker asked about every due job (a crash drill, two workers: 332 of 500 asks sent
         twice). The ask then sets the real next ask (:meth:`ask_again_later`, ``scheduled``) or
         the answer deletes the row; a worker that dies meanwhile leaves its jobs to the others
-        once the hold has passed.
+        once the hold has passed, or sooner: ``held_by`` names the worker, and the others'
+        rescuers give back the holds of a worker that is gone (:meth:`release_orphaned_holds`).
 
         The jobs' rows are locked and locked ones skipped (PostgreSQL; SQLite writes one at a
         time), and a hold is written only over a row that is due as committed now, so
@@ -100,7 +102,10 @@ class OutcomeStore(OperatorStore):
             if not due:
                 return []
             held_until = self.now_sql(hold_seconds)
-            holds = [{"job_id": job.id, "asks": 0, "next_ask_at": held_until} for job in due]
+            holds = [
+                {"job_id": job.id, "asks": 0, "next_ask_at": held_until, "held_by": held_by}
+                for job in due
+            ]
             # Only where the row, as committed now, is still due: a round that read before
             # another's holds were committed (PostgreSQL's READ COMMITTED snapshot) would
             # otherwise take those jobs too, since holding them changed no ``jobs`` row to
@@ -110,7 +115,7 @@ class OutcomeStore(OperatorStore):
                 .values(holds)
                 .on_conflict_do_update(
                     index_elements=[reconcile_asks.c.job_id],
-                    set_={"next_ask_at": held_until},
+                    set_={"next_ask_at": held_until, "held_by": held_by},
                     where=reconcile_asks.c.next_ask_at <= self.now_sql(),
                 )
                 .returning(reconcile_asks.c.job_id)
@@ -130,8 +135,32 @@ class OutcomeStore(OperatorStore):
             conn.execute(
                 update(reconcile_asks)
                 .where(held, reconcile_asks.c.next_ask_at > self.now_sql())
-                .values(next_ask_at=self.now_sql())
+                .values(next_ask_at=self.now_sql(), held_by=None)
             )
+
+    def release_orphaned_holds(self, alive_seconds: float) -> int:
+        """Give back the holds of workers that are gone: stopped, unknown, or silent for
+        ``alive_seconds`` (a live worker beats every third of its lease). Due again at once, as
+        :meth:`release_holds` does; returns how many. A worker silent only because the database
+        was away may still be asking: another may ask the same question meanwhile, which
+        changes nothing upstream, and the first answer recorded stands (``UNANSWERED``)."""
+        alive = select(workers.c.id).where(
+            workers.c.stopped_at.is_(None),
+            workers.c.last_heartbeat > self.now_sql(-alive_seconds),
+        )
+        orphaned = and_(
+            reconcile_asks.c.held_by.is_not(None), reconcile_asks.c.held_by.not_in(alive)
+        )
+        with self.engine.begin() as conn:
+            dropped = conn.execute(
+                delete(reconcile_asks).where(orphaned, reconcile_asks.c.asks == 0)
+            ).rowcount
+            moved = conn.execute(
+                update(reconcile_asks)
+                .where(orphaned, reconcile_asks.c.next_ask_at > self.now_sql())
+                .values(next_ask_at=self.now_sql(), held_by=None)
+            ).rowcount
+        return dropped + moved
 
     def answer_effect(self, job_id: int, status: EffectStatus) -> Job:
         """An operator's answer for a job whose effect is unknown (a record the upstream no
@@ -257,6 +286,7 @@ class OutcomeStore(OperatorStore):
                 "asks": asks,
                 "next_ask_at": self.now_sql(delay_for(asks)),
                 "last_error": last_error,
+                "held_by": None,
             }
             statement = (
                 self._insert(reconcile_asks)

@@ -167,6 +167,9 @@ reconcile_asks = Table(
     Column("asks", Integer, nullable=False),
     Column("next_ask_at", UTCDateTime, nullable=False),
     Column("last_error", Text, nullable=True),
+    # The worker whose round holds the job now (Store.take_due), None when nobody does: a hold
+    # whose worker stopped or stopped beating is given back by the others' rescuers (0011).
+    Column("held_by", String(200), nullable=True),
 )
 
 workers = Table(

@@ -512,6 +512,38 @@ def test_prevented_a_due_job_is_taken_by_one_workers_round(store: Store, clock: 
     assert violations(store) == {}
 
 
+def test_prevented_only_the_holds_of_workers_that_are_gone_are_given_back(
+    store: Store, clock: FakeClock
+) -> None:
+    """``release_orphaned_holds``: a hold whose worker stopped, went silent or is unknown is due
+    again at once (a first ask's row goes, a later one's next ask becomes now); a live
+    worker's hold stays. Before 0011 nobody knew whose hold it was: a killed worker's jobs
+    waited out the five minutes (the drill in session 11)."""
+    stuck, _, registry = _counting(store)
+    reconcile(store, registry, {}, limit=10, due_only=True)  # one ask each: rows at asks 1
+    clock.advance(61)
+    extra = _dead_unknown(store, "e-first-ask")  # never asked: its hold is a row at asks 0
+    for worker_id in ("live", "silent", "stopped"):
+        store.register_worker(worker_id, "host", 1, ["late"])
+    store.stop_worker("stopped")
+    holders = {stuck[0].id: "live", stuck[1].id: "silent", stuck[2].id: "stopped", extra.id: "gone"}
+    for job_id, holder in holders.items():
+        assert [job.id for job in store.take_due(["late"], 1, job_id - 1, held_by=holder)] == [
+            job_id
+        ]
+    clock.advance(45)
+    store.renew("live", [], 60)  # a beat: only "live" is alive 30 s from now
+    assert store.release_orphaned_holds(30) == 3
+    assert store.next_ask(stuck[0].id).next_ask_at > clock.now()  # still held by "live"
+    for job in stuck[1:]:
+        assert store.next_ask(job.id).next_ask_at == clock.now()  # due again now
+    assert store.next_ask(extra.id) is None  # a first ask's hold: the row goes
+    assert store.release_orphaned_holds(30) == 0
+    again = reconcile(store, registry, {}, limit=10, due_only=True)
+    assert sorted(r.job_id for r in again) == sorted([stuck[1].id, stuck[2].id, extra.id])
+    assert violations(store) == {}
+
+
 def test_prevented_a_round_stops_asking_before_its_hold_runs_out(
     store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

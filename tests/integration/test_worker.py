@@ -5,13 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import structlog
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from syncbridge.db.queries import Store
+from syncbridge.db.schema import workers
 from syncbridge.errors import UpstreamRateLimited, UpstreamUnavailable, ValidationError
 from syncbridge.jobtypes import AppliedEffect, JobContext, JobType, Success
 from syncbridge.models import EnqueueRequest
@@ -348,3 +350,38 @@ def test_a_restarted_worker_does_not_ask_again_before_the_next_ask_is_due(
     for job_id in down:
         next_ask = live_store.next_ask(job_id)
         assert next_ask is not None and next_ask.asks == 1
+
+
+def test_a_killed_workers_reconcile_hold_is_given_back_at_once(live_store: Store) -> None:
+    """A worker killed mid-round leaves the jobs it took held for five minutes. The others'
+    rescuers see that its heartbeat stopped and give the holds back: the live worker asks
+    within a rescue interval, not after the hold (the test waits 20 s, the hold is 300 s)."""
+    asked: list[str] = []
+    registry = _hangs_down_or_found(asked)
+    found = [enqueue(live_store, "hangs", f"found-{n}", max_retries=0) for n in range(2)]
+    run_burst(live_store, registry.job_types["hangs"])  # both time out: dead, effect unknown
+    assert {live_store.get_job(job_id).state for job_id in found} == {JobState.DEAD}
+    live_store.register_worker("killed", "host", 1, ["hangs"])
+    held = live_store.take_due(["hangs"], 10, held_by="killed")
+    assert sorted(job.id for job in held) == found
+    with live_store.engine.begin() as conn:  # its last beat, long ago
+        conn.execute(
+            update(workers)
+            .where(workers.c.id == "killed")
+            .values(last_heartbeat=datetime.now(UTC) - timedelta(hours=1))
+        )
+    worker = Worker(
+        live_store,
+        registry,
+        fast_settings(reconcile_interval_seconds=0.1, rescue_interval_seconds=0.1),
+        concurrency=2,
+    )
+    events: list[tuple[str, dict[str, Any]]] = []
+    worker.on_event = lambda event, fields: events.append((event, fields))
+    run_until(
+        worker,
+        lambda: all(live_store.get_job(job_id).effect_status == "applied" for job_id in found),
+        "the live worker to reconcile the jobs the killed one held",
+    )
+    assert sorted(asked) == ["found-0", "found-1"]
+    assert ("reconcile_holds_released", {"count": 2}) in events

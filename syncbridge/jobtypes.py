@@ -97,11 +97,12 @@ class Success:
         own = () if self.effect is None else (self.effect,)
         for effect in (*own, *also_applied):
             if not isinstance(effect, AppliedEffect):
-                # A plugin bug: terminal, like an AppliedEffect that does not fit the ledger (a
-                # retry would only apply the effects again and fail the same way).
-                raise ValidationError(
-                    f"Success effects must be AppliedEffect, got {type(effect).__name__}",
-                    field="effect" if effect is self.effect else "also_applied",
+                # A plugin bug, raised after its effects were applied: retryable, so the job
+                # ends dead with its outcome unknown and reconcile looks for its effect (a
+                # terminal refusal would record "failed", a known outcome, and nobody would).
+                # The retries resend the same requests under the same keys.
+                raise TypeError(
+                    f"Success effects must be AppliedEffect, got {type(effect).__name__}"
                 )
 
 

@@ -82,7 +82,7 @@ def reconcile(
         if due_only and (stopping or time.monotonic() >= stop_asking_at):
             reason = "worker stopping" if stopping else "hold running out"
             left = [later_job.id for later_job in jobs[index:]]
-            store.release_holds(left)
+            store.release_holds(left, held_by=worker_id)
             log.info("reconcile_round_stopped", job_id=job.id, reason=reason, released=len(left))
             break
         reconciler = registry.job_types[job.job_type].reconcile
@@ -93,7 +93,9 @@ def reconcile(
             effect = reconciler(ctx)
         except Exception as exc:  # the upstream cannot tell now: ask again later
             error = f"{type(exc).__name__}: {exc}"
-            later = store.ask_again_later(job.id, error, ASK_AGAIN.delay, scheduled=due_only)
+            later = store.ask_again_later(
+                job.id, error, ASK_AGAIN.delay, scheduled=due_only, held_by=worker_id
+            )
             if later is None:  # answered by another reconciler meanwhile, pruned or retried
                 standing = store.effect_status_of(job.id)
                 if standing is not None:

@@ -440,9 +440,8 @@ class Worker:
                 jobs=[(r.job_id, str(r.state)) for r in rescued[:20]],
             )
         # Reconcile holds of a worker that is gone (killed mid-round): due again now, not when
-        # the five-minute hold ends. A live worker beats every third of its lease.
-        lease = self.settings.job_lease_seconds
-        released = self._db(lambda: self.store.release_orphaned_holds(lease))
+        # the five-minute hold ends.
+        released = self._db(self.store.release_orphaned_holds)
         if released:
             self._emit("reconcile_holds_released", count=released)
         types = sorted(self.job_types)

@@ -237,7 +237,7 @@ class LifecycleStore(EnqueueStore):
             conn.execute(
                 update(workers)
                 .where(workers.c.id == worker_id)
-                .values(last_heartbeat=self.now_sql())
+                .values(last_heartbeat=self.now_sql(), alive_until=self.now_sql(lease_seconds))
             )
             if not held:
                 return RenewResult(frozenset(), frozenset(), frozenset())

@@ -16,6 +16,7 @@ from sqlalchemy import (
     and_,
     delete,
     exists,
+    or_,
     select,
     update,
 )
@@ -123,13 +124,14 @@ class OutcomeStore(OperatorStore):
             taken = set(held.scalars())
         return [job for job in due if job.id in taken]
 
-    def release_holds(self, job_ids: list[int]) -> None:
+    def release_holds(self, job_ids: list[int], held_by: str | None = None) -> None:
         """Give back a round's hold (:meth:`take_due`) on jobs it did not ask about: due again at
         once (a first ask's row goes, a later one's next ask becomes now). A job answered,
-        retried or pruned meanwhile has no row left to change."""
+        retried or pruned meanwhile has no row left to change, and one that another worker
+        holds by now (this one's hold was given back as orphaned) keeps that worker's hold."""
         if not job_ids:
             return
-        held = reconcile_asks.c.job_id.in_(job_ids)
+        held = and_(reconcile_asks.c.job_id.in_(job_ids), self._held_by_or_nobody(held_by))
         with self.engine.begin() as conn:
             conn.execute(delete(reconcile_asks).where(held, reconcile_asks.c.asks == 0))
             conn.execute(
@@ -138,19 +140,30 @@ class OutcomeStore(OperatorStore):
                 .values(next_ask_at=self.now_sql(), held_by=None)
             )
 
-    def release_orphaned_holds(self, alive_seconds: float) -> int:
-        """Give back the holds of workers that are gone: stopped, unknown, or silent for
-        ``alive_seconds`` (a live worker beats every third of its lease). Due again at once, as
-        :meth:`release_holds` does; returns how many. A worker silent only because the database
-        was away may still be asking: another may ask the same question meanwhile, which
-        changes nothing upstream, and the first answer recorded stands (``UNANSWERED``)."""
-        alive = select(workers.c.id).where(
-            workers.c.stopped_at.is_(None),
-            workers.c.last_heartbeat > self.now_sql(-alive_seconds),
+    @staticmethod
+    def _held_by_or_nobody(held_by: str | None) -> ColumnElement[bool]:
+        return or_(reconcile_asks.c.held_by.is_(None), reconcile_asks.c.held_by == held_by)
+
+    def release_orphaned_holds(self) -> int:
+        """Give back the holds of workers that are gone: stopped, or past the end of their last
+        beat (``alive_until``: the beat plus that worker's own lease). Due again at once, as
+        :meth:`release_holds` does; returns how many. A holder with no row or no beat yet (its
+        registration failed, say) is not judged: its hold simply runs out. A worker that is
+        silent only because the database was away may still be asking: another may ask the same
+        question meanwhile, which changes nothing upstream; the first answer recorded stands
+        (``UNANSWERED``), and the late one's hold bookkeeping leaves the new holder's alone."""
+        gone = select(workers.c.id).where(
+            or_(workers.c.stopped_at.is_not(None), workers.c.alive_until < self.now_sql())
         )
-        orphaned = and_(
-            reconcile_asks.c.held_by.is_not(None), reconcile_asks.c.held_by.not_in(alive)
-        )
+        orphaned = and_(reconcile_asks.c.held_by.is_not(None), reconcile_asks.c.held_by.in_(gone))
+        # Read first (the partial index on held_by): most rescues find nothing, and then take
+        # no write lock (SQLite) and write nothing.
+        with self.reading() as conn:
+            if (
+                conn.execute(select(reconcile_asks.c.job_id).where(orphaned).limit(1)).first()
+                is None
+            ):
+                return 0
         with self.engine.begin() as conn:
             dropped = conn.execute(
                 delete(reconcile_asks).where(orphaned, reconcile_asks.c.asks == 0)
@@ -252,14 +265,16 @@ class OutcomeStore(OperatorStore):
         delay_for: Callable[[int], float],
         *,
         scheduled: bool = False,
+        held_by: str | None = None,
     ) -> NextAsk | None:
         """Count one more ask about a job its upstream could not answer for, and set the next:
         ``delay_for(asks)`` seconds from now, ``asks`` counting this one. ``scheduled``: the ask
         of a job taken as due (:meth:`take_due`), whose hold it replaces. An unscheduled ask
         made before the next one was due (``syncbridge reconcile`` asks every job) keeps the
         count and the schedule and records only its error, so running the command does not push
-        the workers' asks later. None where the job was answered or pruned meanwhile (nothing is
-        recorded).
+        the workers' asks later; so does a scheduled ask whose hold another worker has taken
+        over by now (``held_by``: this worker; its hold was given back as orphaned). None where
+        the job was answered or pruned meanwhile (nothing is recorded).
 
         The job's row is locked first (PostgreSQL; SQLite writes one at a time), as an answer's
         update and prune's read lock it, so neither interleaves with this."""
@@ -272,9 +287,11 @@ class OutcomeStore(OperatorStore):
                     reconcile_asks.c.asks,
                     reconcile_asks.c.next_ask_at,
                     (reconcile_asks.c.next_ask_at > self.now_sql()).label("not_due"),
+                    reconcile_asks.c.held_by,
                 ).where(reconcile_asks.c.job_id == job_id)
             ).one_or_none()
-            if previous is not None and previous.not_due and not scheduled:
+            taken_over = previous is not None and previous.held_by not in (None, held_by)
+            if previous is not None and previous.not_due and (not scheduled or taken_over):
                 conn.execute(
                     update(reconcile_asks)
                     .where(reconcile_asks.c.job_id == job_id)

@@ -170,6 +170,7 @@ reconcile_asks = Table(
     # The worker whose round holds the job now (Store.take_due), None when nobody does: a hold
     # whose worker stopped or stopped beating is given back by the others' rescuers (0011).
     Column("held_by", String(200), nullable=True),
+    partial_index("ix_reconcile_asks_held_by", "held_by", where="held_by IS NOT NULL"),
 )
 
 workers = Table(
@@ -182,4 +183,6 @@ workers = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("last_heartbeat", UTCDateTime, nullable=False),
     Column("stopped_at", UTCDateTime, nullable=True),
+    # The last beat plus the worker's own lease (renew): past it, the worker is gone (0011).
+    Column("alive_until", UTCDateTime, nullable=True),
 )

@@ -653,7 +653,7 @@ def test_reconcile_answer_refuses_what_is_not_unknown_and_changes_nothing(cli: C
         "still to run": (("--answer", str(pending), "not_applied"), 1, "is pending"),
         "no such job": (("--answer", "999999", "applied"), 1, "999999"),
         "bad status": (("--answer", str(failed), "maybe"), 2, "'maybe' is not one of"),
-        "bad id": (("--answer", "0", "applied"), 2, "0"),
+        "bad id": (("--answer", "0", "applied"), 2, "0 is not in the range"),
         "hostile id": (("--answer", "1; DROP TABLE jobs", "applied"), 2, "is not a valid integer"),
         "missing status": (("--answer", str(failed)), 2, "requires 2 arguments"),
     }

@@ -515,32 +515,51 @@ def test_prevented_a_due_job_is_taken_by_one_workers_round(store: Store, clock: 
 def test_prevented_only_the_holds_of_workers_that_are_gone_are_given_back(
     store: Store, clock: FakeClock
 ) -> None:
-    """``release_orphaned_holds``: a hold whose worker stopped, went silent or is unknown is due
-    again at once (a first ask's row goes, a later one's next ask becomes now); a live
-    worker's hold stays. Before 0011 nobody knew whose hold it was: a killed worker's jobs
-    waited out the five minutes (the drill in session 11)."""
-    stuck, _, registry = _counting(store)
-    reconcile(store, registry, {}, limit=10, due_only=True)  # one ask each: rows at asks 1
-    clock.advance(61)
-    extra = _dead_unknown(store, "e-first-ask")  # never asked: its hold is a row at asks 0
-    for worker_id in ("live", "silent", "stopped"):
+    """``release_orphaned_holds``: a hold whose worker stopped, or whose last beat ran out (the
+    beat plus that worker's own lease), is due again at once (a first ask's row goes, a later
+    one's next ask becomes now). A live worker's hold stays, a worker with a longer lease than
+    others' included, and so does the hold of a worker with no beat on record (its
+    registration failed): it runs out as before. Before 0011 nobody knew whose hold it was:
+    a killed worker's jobs waited out the five minutes (the drill in session 11)."""
+    stuck = [_dead_unknown(store, f"e-held-{n}") for n in range(5)]
+    for worker_id in ("live", "slow", "silent", "stopped"):
         store.register_worker(worker_id, "host", 1, ["late"])
+    store.renew("slow", [], 300)  # beats every 100 s
+    store.renew("silent", [], 30)
     store.stop_worker("stopped")
-    holders = {stuck[0].id: "live", stuck[1].id: "silent", stuck[2].id: "stopped", extra.id: "gone"}
-    for job_id, holder in holders.items():
-        assert [job.id for job in store.take_due(["late"], 1, job_id - 1, held_by=holder)] == [
-            job_id
-        ]
+    holders = ["live", "slow", "silent", "stopped", "unregistered"]
+    for job, holder in zip(stuck, holders, strict=True):
+        assert [j.id for j in store.take_due(["late"], 1, job.id - 1, held_by=holder)] == [job.id]
     clock.advance(45)
-    store.renew("live", [], 60)  # a beat: only "live" is alive 30 s from now
-    assert store.release_orphaned_holds(30) == 3
-    assert store.next_ask(stuck[0].id).next_ask_at > clock.now()  # still held by "live"
-    for job in stuck[1:]:
-        assert store.next_ask(job.id).next_ask_at == clock.now()  # due again now
-    assert store.next_ask(extra.id) is None  # a first ask's hold: the row goes
-    assert store.release_orphaned_holds(30) == 0
-    again = reconcile(store, registry, {}, limit=10, due_only=True)
-    assert sorted(r.job_id for r in again) == sorted([stuck[1].id, stuck[2].id, extra.id])
+    store.renew("live", [], 60)
+    assert store.release_orphaned_holds() == 2  # "silent" (30 s lease, 45 s ago), "stopped"
+    for job, holder in zip(stuck, holders, strict=True):
+        given_back = holder in ("silent", "stopped")
+        assert (store.next_ask(job.id) is None) is given_back, holder  # first asks: rows go
+    assert store.release_orphaned_holds() == 0
+    assert sorted(j.id for j in store.take_due(["late"], 10)) == [stuck[2].id, stuck[3].id]
+    assert violations(store) == {}
+
+
+def test_prevented_a_late_round_leaves_the_new_holders_hold_alone(
+    store: Store, clock: FakeClock
+) -> None:
+    """Worker A's hold was given back as orphaned (a long database blip) and B took the job.
+    A's round, ending late, neither gives back B's hold nor counts its ask over it."""
+    _, _, registry = _counting(store)
+    reconcile(store, registry, {}, limit=10, due_only=True)  # one ask each
+    clock.advance(61)
+    [first] = store.take_due(["late"], 1, held_by="A")
+    store.release_holds([first.id], held_by="A")
+    [again] = store.take_due(["late"], 1, held_by="B")
+    assert again.id == first.id
+    held_until = store.next_ask(first.id).next_ask_at
+    store.release_holds([first.id], held_by="A")  # A gives back what it no longer holds
+    assert store.next_ask(first.id).next_ask_at == held_until
+    later = store.ask_again_later(first.id, "503", lambda n: 60.0, scheduled=True, held_by="A")
+    assert later is not None and (later.asks, later.next_ask_at) == (1, held_until)  # B's stays
+    mine = store.ask_again_later(first.id, "503", lambda n: 60.0, scheduled=True, held_by="B")
+    assert mine is not None and mine.asks == 2
     assert violations(store) == {}
 
 

@@ -368,7 +368,7 @@ def test_a_killed_workers_reconcile_hold_is_given_back_at_once(live_store: Store
         conn.execute(
             update(workers)
             .where(workers.c.id == "killed")
-            .values(last_heartbeat=datetime.now(UTC) - timedelta(hours=1))
+            .values(alive_until=datetime.now(UTC) - timedelta(hours=1))
         )
     worker = Worker(
         live_store,

@@ -30,6 +30,7 @@ from syncbridge.errors import (
     UpstreamUnavailable,
     ValidationError,
 )
+from syncbridge.executor import classify
 from syncbridge.jobtypes import AppliedEffect, JobContext, Success, effect_key
 from syncbridge.plugins import load_registry
 from syncbridge.upstream import UpstreamClient, build_upstreams, close_upstreams
@@ -307,16 +308,19 @@ def test_success_takes_only_applied_effects_and_keeps_them_as_a_tuple() -> None:
     assert Success(also_applied=[effect]).also_applied == (effect,)  # type: ignore[arg-type]
     generated = Success(also_applied=(e for e in [effect]))  # type: ignore[arg-type]
     assert generated.also_applied == (effect,)  # consumed once, kept
-    # A plugin bug, refused as a terminal error (the attempt fails; no retry applies it again).
+    # A plugin bug, raised after the effects were applied: retryable (classify), so the job
+    # ends dead with an unknown outcome and reconcile looks for its effect.
     for bad, kind in [
         (lambda: Success(also_applied=({"effect_key": "k"},)), "dict"),  # type: ignore[arg-type]
         (lambda: Success(effect="k-1"), "str"),  # type: ignore[arg-type]
         (lambda: Success(effect=""), "str"),  # type: ignore[arg-type]  # falsy, still checked
         (lambda: Success(also_applied=(None,)), "NoneType"),  # type: ignore[arg-type]
+        (lambda: Success(also_applied=None), "NoneType"),  # type: ignore[arg-type]
+        (lambda: Success(also_applied=effect), "AppliedEffect"),  # type: ignore[arg-type]
     ]:
-        with pytest.raises(ValidationError, match=f"AppliedEffect, got {kind}") as refused:
+        with pytest.raises(TypeError, match=kind) as refused:
             bad()
-        assert refused.value.retryable is False
+        assert classify(refused.value).error.retryable is True  # type: ignore[union-attr]
 
 
 @pytest.mark.usefixtures("crm_ok")

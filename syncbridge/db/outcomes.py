@@ -14,6 +14,7 @@ from sqlalchemy import (
     Exists,
     Select,
     and_,
+    case,
     delete,
     exists,
     or_,
@@ -168,10 +169,14 @@ class OutcomeStore(OperatorStore):
             dropped = conn.execute(
                 delete(reconcile_asks).where(orphaned, reconcile_asks.c.asks == 0)
             ).rowcount
+            # Every orphaned row loses its holder (one whose hold already ran out too, or the
+            # read above would find it again at every rescue); a hold still running ends now.
+            due_now = case(
+                (reconcile_asks.c.next_ask_at > self.now_sql(), self.now_sql()),
+                else_=reconcile_asks.c.next_ask_at,
+            )
             moved = conn.execute(
-                update(reconcile_asks)
-                .where(orphaned, reconcile_asks.c.next_ask_at > self.now_sql())
-                .values(next_ask_at=self.now_sql(), held_by=None)
+                update(reconcile_asks).where(orphaned).values(next_ask_at=due_now, held_by=None)
             ).rowcount
         return dropped + moved
 

@@ -541,6 +541,23 @@ def test_prevented_only_the_holds_of_workers_that_are_gone_are_given_back(
     assert violations(store) == {}
 
 
+def test_a_gone_workers_hold_that_already_ran_out_loses_its_holder_once(
+    store: Store, clock: FakeClock
+) -> None:
+    """A hold past its end is due anyway; releasing it clears the holder, so later rescues find
+    nothing to do (and, on SQLite, take no write lock) instead of finding it every time."""
+    stuck, _, registry = _counting(store)
+    reconcile(store, registry, {}, limit=10, due_only=True)  # one ask each: rows at asks 1
+    clock.advance(61)
+    store.register_worker("killed", "host", 1, ["late"])
+    store.renew("killed", [], 30)
+    assert len(store.take_due(["late"], 10, held_by="killed")) == len(stuck)
+    clock.advance(301)  # its beat and its holds both ran out
+    assert store.release_orphaned_holds() == len(stuck)
+    assert all(store.next_ask(job.id).next_ask_at < clock.now() for job in stuck)  # as they were
+    assert store.release_orphaned_holds() == 0
+
+
 def test_prevented_a_late_round_leaves_the_new_holders_hold_alone(
     store: Store, clock: FakeClock
 ) -> None:

@@ -42,6 +42,19 @@ from syncbridge.retry import RetryPolicy
 from syncbridge.states import TERMINAL_STATES, AttemptOutcome, JobState
 
 T = TypeVar("T")
+WORKER_ID_MAX = 200  # workers.id, attempts.worker_id, jobs.lease_owner
+
+
+def worker_id_problem(worker_id: str) -> str | None:
+    """Why ``worker_id`` cannot name a worker, or None. Every lease and attempt row stores it:
+    too long (or with a NUL, which PostgreSQL refuses), and registration and every claim fail."""
+    if not 1 <= len(worker_id) <= WORKER_ID_MAX:
+        return f"a worker id is 1 to {WORKER_ID_MAX} characters, got {len(worker_id)}"
+    if any(ord(char) < 32 or ord(char) == 127 for char in worker_id):
+        return "a worker id cannot hold control characters"
+    return None
+
+
 # Job ids named in one log line about jobs left behind at shutdown (the count is always exact).
 MAX_IDS_LOGGED = 50
 RECONCILE_BATCH = 50  # jobs asked about per reconcile round
@@ -90,6 +103,8 @@ class Worker:
         self.settings = settings
         self.concurrency = concurrency
         self.burst = burst
+        if worker_id is not None and (problem := worker_id_problem(worker_id)) is not None:
+            raise ValueError(problem)
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         names = job_types or sorted(registry.job_types)
         self.job_types: dict[str, JobType] = {name: registry.get(name) for name in names}

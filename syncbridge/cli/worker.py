@@ -18,9 +18,16 @@ from syncbridge.cli.durations import parse_age
 from syncbridge.cli.main import cli
 from syncbridge.db.engine import IN_MEMORY_REFUSAL, driver_message, is_in_memory_sqlite
 from syncbridge.errors import DatabaseNotReady
-from syncbridge.worker import Worker
+from syncbridge.worker import WORKER_ID_MAX, Worker, worker_id_problem
 
 pass_app = click.make_pass_decorator(App)
+
+
+def _checked_worker_id(value: str | None) -> str | None:
+    problem = None if value is None else worker_id_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="'--worker-id'")
+    return value
 
 
 @cli.command()
@@ -44,7 +51,11 @@ def migrate(app: App) -> None:
 @click.option("--concurrency", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--burst", is_flag=True, help="Exit once nothing is due and nothing is in flight.")
 @click.option("--job-type", "job_types", multiple=True, help="Only these job types (repeatable).")
-@click.option("--worker-id", help="Defaults to host-pid-random.")
+@click.option(
+    "--worker-id",
+    callback=lambda ctx, param, value: _checked_worker_id(value),
+    help=f"Defaults to host-pid-random; 1 to {WORKER_ID_MAX} characters, no control characters.",
+)
 @click.option("--metrics-port", type=click.IntRange(0, 65535), help="Serve Prometheus metrics.")
 @click.option(
     "--prune-older-than",

@@ -208,6 +208,10 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> Offline:
         "cursor 2^64": (lost, ("jobs", "list", "--cursor", str(2**64))),
         "replay nothing": (lost, ("replay",)),
         "lease grace 1e300": (lost, ("check", "--lease-grace", "1e300")),
+        # every lease and attempt row stores it: refused before anything starts
+        "worker id 201": (lost, ("worker", "--burst", "--worker-id", "w" * 201)),
+        "worker id empty": (lost, ("worker", "--burst", "--worker-id", "")),
+        "worker id NUL-ish": (lost, ("worker", "--burst", "--worker-id", "w\x1b[31m")),
         # exit 2: configuration
         "lease abc": (lost.with_env(SYNCBRIDGE_JOB_LEASE_SECONDS="abc"), ("jobs", "list")),
         "bad toml": (lost, ("--config", str(cwd / "bad.toml"), "jobs", "list")),
@@ -248,6 +252,9 @@ USAGE = {
     "cursor 2^64": f"'--cursor': {2**64} is not in the range",
     "replay nothing": "give a JOB_ID or --all",
     "lease grace 1e300": "'--lease-grace'",
+    "worker id 201": "a worker id is 1 to 200 characters, got 201",
+    "worker id empty": "a worker id is 1 to 200 characters, got 0",
+    "worker id NUL-ish": "a worker id cannot hold control characters",
 }
 
 

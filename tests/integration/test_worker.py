@@ -385,3 +385,12 @@ def test_a_killed_workers_reconcile_hold_is_given_back_at_once(live_store: Store
     )
     assert sorted(asked) == ["found-0", "found-1"]
     assert ("reconcile_holds_released", {"count": 2}) in events
+
+
+@pytest.mark.parametrize("worker_id", ["", "w" * 201, "w\x00", "w\n1"])
+def test_a_worker_id_no_row_can_store_is_refused_at_once(live_store: Store, worker_id: str) -> None:
+    """Every lease and attempt row stores the worker id: one too long (or holding a NUL,
+    which PostgreSQL refuses) used to fail registration silently and then every claim."""
+    with pytest.raises(ValueError, match="worker id"):
+        Worker(live_store, registry_with(), fast_settings(), worker_id=worker_id)
+    assert live_store.live_workers() == []

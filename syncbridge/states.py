@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 
@@ -73,3 +74,21 @@ UNKNOWN_OUTCOMES: frozenset[AttemptOutcome] = frozenset(
         AttemptOutcome.CANCELLED,
     }
 )
+
+
+def effect_answer_refusal(
+    job_id: int, state: str, effect_status: str | None, outcomes: Iterable[str]
+) -> str | None:
+    """Why an operator may not answer for this job's effect (``reconcile --answer``), or None:
+    only a job that ended without success, has no answer yet, and had an attempt of unknown
+    outcome has an unknown effect. The store refuses with it; the UI offers its form only where
+    it is None."""
+    if state not in UNSUCCESSFUL_ENDS:
+        return (
+            f"job {job_id} is {state}; only a dead, failed or cancelled job's effect can be unknown"
+        )
+    if effect_status is not None:
+        return f"job {job_id}'s effect is answered already: {effect_status}"
+    if not any(outcome in UNKNOWN_OUTCOMES for outcome in outcomes):
+        return f"job {job_id}'s effect is not unknown: every attempt ended with a known outcome"
+    return None

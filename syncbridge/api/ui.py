@@ -15,7 +15,7 @@ from syncbridge.api.schemas import MAX_ID, PRINTABLE
 from syncbridge.api.views import legal_actions, render
 from syncbridge.errors import IllegalTransition, InvalidInput
 from syncbridge.models import Job
-from syncbridge.states import UNKNOWN_OUTCOMES, UNSUCCESSFUL_ENDS, JobState
+from syncbridge.states import JobState, effect_answer_refusal
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 Text = Annotated[str, Query(max_length=255, pattern=PRINTABLE)]
@@ -95,11 +95,10 @@ def job_detail(
         except IllegalTransition as exc:
             refusal = str(exc)
     longest = max((a["duration_ms"] or 0.0 for a in detail["attempts"]), default=0.0)
-    # What Store.answer_effect accepts: the form is offered only where it would be.
+    # The form is offered only where Store.answer_effect would take the answer.
+    outcomes = (attempt["outcome"] for attempt in detail["attempts"])
     answerable = (
-        detail["state"] in UNSUCCESSFUL_ENDS
-        and detail["effect_status"] is None
-        and any(a["outcome"] in UNKNOWN_OUTCOMES for a in detail["attempts"])
+        effect_answer_refusal(job_id, detail["state"], detail["effect_status"], outcomes) is None
     )
     return render(
         request,

@@ -302,12 +302,7 @@ class LifecycleStore(EnqueueStore):
         return [i for i in range(len(completions)) if results[i] is None]
 
     def _succeed_in_one_statement(self, chosen: list[Completion]) -> set[tuple[int, int]]:
-        effects = [
-            (c, effect)
-            for c in chosen
-            if c.effect is not None or c.also_applied
-            for effect in c.effects
-        ]
+        effects = [(c, effect) for c in chosen for effect in c.effects]
         slots: dict[str, int] = {}  # owner -> its place in "owners", from 1 (one per worker)
         owner_slots = [slots.setdefault(c.worker_id, len(slots) + 1) for c in chosen]
         params: dict[str, Any] = {
@@ -353,7 +348,7 @@ class LifecycleStore(EnqueueStore):
                 "upstream_ref": effect.upstream_ref,
             }
             for c in chosen
-            if (c.effect is not None or c.also_applied) and (c.job_id, c.attempt) in done
+            if (c.job_id, c.attempt) in done
             for effect in c.effects
             if made_by_lineage(effect.effect_key, lineage[c.job_id])
         ]

@@ -27,12 +27,17 @@ from syncbridge.db.schema import attempts, jobs, reconcile_asks, workers
 from syncbridge.errors import IllegalTransition
 from syncbridge.jobtypes import AppliedEffect
 from syncbridge.models import Job
-from syncbridge.states import UNKNOWN_OUTCOMES, UNSUCCESSFUL_ENDS, EffectStatus
+from syncbridge.states import (
+    UNKNOWN_OUTCOMES,
+    UNSUCCESSFUL_ENDS,
+    EffectStatus,
+    effect_answer_refusal,
+)
 
 LAST_ERROR_CHARS = 1000
 
 
-def unknown_attempt_of(job_id: ColumnElement[Any] | int) -> Exists:
+def unknown_attempt_of(job_id: ColumnElement[Any]) -> Exists:
     """The job has an attempt that ended without a known outcome (an error, a lease lost, a
     timeout, a cancel during a call): its effect may or may not have been applied."""
     return exists().where(
@@ -132,18 +137,22 @@ class OutcomeStore(OperatorStore):
         holds by now (this one's hold was given back as orphaned) keeps that worker's hold."""
         if not job_ids:
             return
-        held = and_(reconcile_asks.c.job_id.in_(job_ids), self._held_by_or_nobody(held_by))
+        mine = or_(reconcile_asks.c.held_by.is_(None), reconcile_asks.c.held_by == held_by)
         with self.engine.begin() as conn:
-            conn.execute(delete(reconcile_asks).where(held, reconcile_asks.c.asks == 0))
-            conn.execute(
-                update(reconcile_asks)
-                .where(held, reconcile_asks.c.next_ask_at > self.now_sql())
-                .values(next_ask_at=self.now_sql(), held_by=None)
-            )
+            self._give_back(conn, and_(reconcile_asks.c.job_id.in_(job_ids), mine))
 
-    @staticmethod
-    def _held_by_or_nobody(held_by: str | None) -> ColumnElement[bool]:
-        return or_(reconcile_asks.c.held_by.is_(None), reconcile_asks.c.held_by == held_by)
+    def _give_back(self, conn: Connection, held: ColumnElement[bool]) -> int:
+        """End the holds on the ``held`` rows: a first ask's row goes (it counts no ask), a
+        later one's hold ends now (its next ask is due) and names nobody. Returns the rows."""
+        dropped = conn.execute(delete(reconcile_asks).where(held, reconcile_asks.c.asks == 0))
+        due_now = case(
+            (reconcile_asks.c.next_ask_at > self.now_sql(), self.now_sql()),
+            else_=reconcile_asks.c.next_ask_at,
+        )
+        moved = conn.execute(
+            update(reconcile_asks).where(held).values(next_ask_at=due_now, held_by=None)
+        )
+        return dropped.rowcount + moved.rowcount
 
     def release_orphaned_holds(self) -> int:
         """Give back the holds of workers that are gone: stopped, or past the end of their last
@@ -165,20 +174,10 @@ class OutcomeStore(OperatorStore):
                 is None
             ):
                 return 0
+        # Every orphaned row loses its holder (one whose hold already ran out too, or the read
+        # above would find it again at every rescue).
         with self.engine.begin() as conn:
-            dropped = conn.execute(
-                delete(reconcile_asks).where(orphaned, reconcile_asks.c.asks == 0)
-            ).rowcount
-            # Every orphaned row loses its holder (one whose hold already ran out too, or the
-            # read above would find it again at every rescue); a hold still running ends now.
-            due_now = case(
-                (reconcile_asks.c.next_ask_at > self.now_sql(), self.now_sql()),
-                else_=reconcile_asks.c.next_ask_at,
-            )
-            moved = conn.execute(
-                update(reconcile_asks).where(orphaned).values(next_ask_at=due_now, held_by=None)
-            ).rowcount
-        return dropped + moved
+            return self._give_back(conn, orphaned)
 
     def answer_effect(self, job_id: int, status: EffectStatus) -> Job:
         """An operator's answer for a job whose effect is unknown (a record the upstream no
@@ -189,20 +188,12 @@ class OutcomeStore(OperatorStore):
         names no effect key."""
         with self.engine.begin() as conn:
             job = self._locked(conn, job_id)
-            if job.state not in UNSUCCESSFUL_ENDS:
-                raise IllegalTransition(
-                    f"job {job_id} is {job.state}; only a dead, failed or cancelled job's effect"
-                    " can be unknown"
-                )
-            if job.effect_status is not None:
-                raise IllegalTransition(
-                    f"job {job_id}'s effect is answered already: {job.effect_status}"
-                )
-            if not conn.execute(select(unknown_attempt_of(job_id))).scalar():
-                raise IllegalTransition(
-                    f"job {job_id}'s effect is not unknown: every attempt ended with a known"
-                    " outcome"
-                )
+            outcomes = conn.execute(
+                select(attempts.c.outcome).where(attempts.c.job_id == job_id)
+            ).scalars()
+            refusal = effect_answer_refusal(job_id, job.state, job.effect_status, outcomes)
+            if refusal is not None:
+                raise IllegalTransition(refusal)
             conn.execute(
                 update(jobs).where(jobs.c.id == job_id, UNANSWERED).values(effect_status=status)
             )
